@@ -1,0 +1,375 @@
+"""Every differentiable op: its forward, and right below it the backward closure that undoes it.
+
+Pattern (as in micrograd): compute the output array, then define `backward(g)` where g = dLoss/dOutput, which
+adds dLoss/dInput into each input's `.grad` with `accumulate_grad`. Inputs that are not Tensors (Python numbers,
+NumPy arrays) are treated as constants.
+
+Broadcasting: when an input was broadcast in the forward pass (a bias of shape (64,) added to (100, 64)), its
+gradient must be summed back over the broadcast axes. `unbroadcast` is the one place that does it.
+"""
+import builtins
+
+import numpy as np
+
+from ..kernels import conv as conv_kernels
+from .tensor import Tensor, accumulate_grad
+
+
+# ---------------------------------------------------------------------------------------------------- helpers
+def as_tensor(value, like=None):
+    """Wrap a constant as a Tensor. A Python number takes the dtype of `like`, so float32 stays float32."""
+    if isinstance(value, Tensor):
+        return value
+    if like is not None and np.isscalar(value):
+        return Tensor(np.asarray(value, dtype=like.dtype))
+    return Tensor(value)
+
+
+def _pair(a, b):
+    """Both operands of a binary op as Tensors (a constant borrows the dtype of the Tensor operand)."""
+    if isinstance(a, Tensor):
+        return a, as_tensor(b, like=a)
+    b = as_tensor(b)
+    return as_tensor(a, like=b), b
+
+
+def unbroadcast(grad, shape):
+    """Sum `grad` down to `shape`: undo NumPy broadcasting (leading axes added, size-1 axes stretched)."""
+    while grad.ndim > len(shape):
+        grad = grad.sum(axis=0)
+    for axis, size in enumerate(shape):
+        if size == 1 and grad.shape[axis] != 1:
+            grad = grad.sum(axis=axis, keepdims=True)
+    return grad
+
+
+def _normalise_axes(axis, ndim):
+    if axis is None:
+        return tuple(range(ndim))
+    axes = axis if isinstance(axis, tuple) else (axis,)
+    return tuple(a % ndim for a in axes)
+
+
+def _expand_reduced(grad, input_shape, axis, keepdims):
+    """Give a reduced gradient back its reduced axes (size 1) so it broadcasts against the input."""
+    if keepdims:
+        return grad
+    return np.expand_dims(grad, _normalise_axes(axis, len(input_shape)))
+
+
+# ---------------------------------------------------------------------------------------------------- arithmetic
+def add(a, b):
+    a, b = _pair(a, b)
+
+    def backward(g):
+        accumulate_grad(a, unbroadcast(g, a.shape))
+        accumulate_grad(b, unbroadcast(g, b.shape))
+    return Tensor.from_op(a.data + b.data, (a, b), backward)
+
+
+def sub(a, b):
+    a, b = _pair(a, b)
+
+    def backward(g):
+        accumulate_grad(a, unbroadcast(g, a.shape))
+        accumulate_grad(b, unbroadcast(-g, b.shape))
+    return Tensor.from_op(a.data - b.data, (a, b), backward)
+
+
+def mul(a, b):
+    a, b = _pair(a, b)
+
+    def backward(g):
+        accumulate_grad(a, unbroadcast(g * b.data, a.shape))
+        accumulate_grad(b, unbroadcast(g * a.data, b.shape))
+    return Tensor.from_op(a.data * b.data, (a, b), backward)
+
+
+def div(a, b):
+    a, b = _pair(a, b)
+    out = a.data / b.data
+
+    def backward(g):
+        accumulate_grad(a, unbroadcast(g / b.data, a.shape))
+        accumulate_grad(b, unbroadcast(-g * out / b.data, b.shape))  # d(a/b)/db = -a/b² = -out/b
+    return Tensor.from_op(out, (a, b), backward)
+
+
+def neg(a):
+    def backward(g):
+        accumulate_grad(a, -g)
+    return Tensor.from_op(-a.data, (a,), backward)
+
+
+def pow(a, exponent):
+    """a ** exponent for a constant (Python number) exponent."""
+    if isinstance(exponent, Tensor):
+        raise TypeError("pow: the exponent must be a constant number, not a Tensor")
+
+    def backward(g):
+        accumulate_grad(a, g * exponent * a.data ** (exponent - 1))
+    return Tensor.from_op(a.data ** exponent, (a,), backward)
+
+
+def matmul(a, b):
+    """a @ b for arrays of 2 or more dimensions (leading axes broadcast as in np.matmul)."""
+    a, b = _pair(a, b)
+    if a.ndim < 2 or b.ndim < 2:
+        raise ValueError(f"matmul needs 2-D or batched operands, got shapes {a.shape} and {b.shape}")
+    if a.shape[-1] != b.shape[-2]:
+        raise ValueError(f"matmul shapes {a.shape} and {b.shape} do not match ({a.shape[-1]} != {b.shape[-2]})")
+
+    def backward(g):
+        accumulate_grad(a, unbroadcast(g @ np.swapaxes(b.data, -1, -2), a.shape))
+        accumulate_grad(b, unbroadcast(np.swapaxes(a.data, -1, -2) @ g, b.shape))
+    return Tensor.from_op(a.data @ b.data, (a, b), backward)
+
+
+# ---------------------------------------------------------------------------------------------------- elementwise
+def exp(a):
+    out = np.exp(a.data)
+
+    def backward(g):
+        accumulate_grad(a, g * out)
+    return Tensor.from_op(out, (a,), backward)
+
+
+def log(a):
+    def backward(g):
+        accumulate_grad(a, g / a.data)
+    return Tensor.from_op(np.log(a.data), (a,), backward)
+
+
+def abs(a):
+    def backward(g):
+        accumulate_grad(a, g * np.sign(a.data))
+    return Tensor.from_op(np.abs(a.data), (a,), backward)
+
+
+def sign(a):
+    """sign(a); piecewise constant, so its gradient is zero everywhere (and undefined at 0: we use 0)."""
+    def backward(g):
+        accumulate_grad(a, np.zeros_like(a.data))
+    return Tensor.from_op(np.sign(a.data), (a,), backward)
+
+
+def relu(a):
+    def backward(g):
+        accumulate_grad(a, g * (a.data > 0))
+    return Tensor.from_op(np.maximum(a.data, 0), (a,), backward)
+
+
+def sigmoid(a):
+    out = 0.5 * (1 + np.tanh(0.5 * a.data))  # = 1/(1+e^-a) without overflow for large |a|
+
+    def backward(g):
+        accumulate_grad(a, g * out * (1 - out))
+    return Tensor.from_op(out, (a,), backward)
+
+
+def tanh(a):
+    out = np.tanh(a.data)
+
+    def backward(g):
+        accumulate_grad(a, g * (1 - out * out))
+    return Tensor.from_op(out, (a,), backward)
+
+
+def where(condition, a, b):
+    """condition ? a : b elementwise; `condition` is a constant boolean array."""
+    condition = np.asarray(condition.data if isinstance(condition, Tensor) else condition, dtype=bool)
+    a, b = _pair(a, b)
+
+    def backward(g):
+        accumulate_grad(a, unbroadcast(np.where(condition, g, 0), a.shape))
+        accumulate_grad(b, unbroadcast(np.where(condition, 0, g), b.shape))
+    return Tensor.from_op(np.where(condition, a.data, b.data), (a, b), backward)
+
+
+def clip(a, low, high):
+    """Clamp to [low, high] (constants); the gradient passes only where a was inside."""
+    inside = (a.data >= low) & (a.data <= high)
+
+    def backward(g):
+        accumulate_grad(a, g * inside)
+    return Tensor.from_op(np.clip(a.data, low, high), (a,), backward)
+
+
+# ---------------------------------------------------------------------------------------------------- reductions
+def sum(a, axis=None, keepdims=False):
+    def backward(g):
+        accumulate_grad(a, np.broadcast_to(_expand_reduced(g, a.shape, axis, keepdims), a.shape))
+    return Tensor.from_op(np.sum(a.data, axis=axis, keepdims=keepdims), (a,), backward)
+
+
+def mean(a, axis=None, keepdims=False):
+    count = int(np.prod([a.shape[i] for i in _normalise_axes(axis, a.ndim)]))
+
+    def backward(g):
+        accumulate_grad(a, np.broadcast_to(_expand_reduced(g, a.shape, axis, keepdims) / count, a.shape))
+    return Tensor.from_op(np.mean(a.data, axis=axis, keepdims=keepdims), (a,), backward)
+
+
+def max(a, axis=None, keepdims=False):
+    """Maximum over axes. The gradient goes to the maximal entries (shared equally between ties)."""
+    out = np.max(a.data, axis=axis, keepdims=keepdims)
+
+    def backward(g):
+        is_max = a.data == _expand_reduced(out, a.shape, axis, keepdims)
+        share = is_max / np.sum(is_max, axis=axis, keepdims=True)
+        accumulate_grad(a, share * _expand_reduced(g, a.shape, axis, keepdims))
+    return Tensor.from_op(out, (a,), backward)
+
+
+# ---------------------------------------------------------------------------------------------------- structure
+def reshape(a, shape):
+    def backward(g):
+        accumulate_grad(a, g.reshape(a.shape))
+    return Tensor.from_op(a.data.reshape(shape), (a,), backward)
+
+
+def flatten(a):
+    """(N, ...) -> (N, features): keep the batch axis, merge all others."""
+    return reshape(a, (a.shape[0], -1))
+
+
+def transpose(a, axes=None):
+    inverse = None if axes is None else np.argsort(axes)
+
+    def backward(g):
+        accumulate_grad(a, np.transpose(g, inverse))
+    return Tensor.from_op(np.transpose(a.data, axes), (a,), backward)
+
+
+def getitem(a, index):
+    """a[index] for slices, integers and index arrays. Repeated indices add up (np.add.at)."""
+    if isinstance(index, Tensor):
+        index = index.data
+
+    def backward(g):
+        grad = np.zeros_like(a.data)
+        np.add.at(grad, index, g)
+        accumulate_grad(a, grad)
+    return Tensor.from_op(a.data[index], (a,), backward)
+
+
+def concatenate(tensors, axis=0):
+    tensors = [as_tensor(t) for t in tensors]
+    ends = np.cumsum([t.shape[axis] for t in tensors])[:-1]
+
+    def backward(g):
+        for t, piece in zip(tensors, np.split(g, ends, axis=axis)):
+            accumulate_grad(t, piece)
+    return Tensor.from_op(np.concatenate([t.data for t in tensors], axis=axis), tensors, backward)
+
+
+# ---------------------------------------------------------------------------------------------------- softmax & losses
+def log_softmax(a, axis=-1):
+    """log(softmax(a)) computed as a - logsumexp(a), stable for large logits."""
+    shifted = a.data - np.max(a.data, axis=axis, keepdims=True)
+    out = shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
+
+    def backward(g):  # d/da_i = g_i - softmax_i · Σ_j g_j
+        accumulate_grad(a, g - np.exp(out) * np.sum(g, axis=axis, keepdims=True))
+    return Tensor.from_op(out, (a,), backward)
+
+
+def softmax(a, axis=-1):
+    shifted = np.exp(a.data - np.max(a.data, axis=axis, keepdims=True))
+    out = shifted / np.sum(shifted, axis=axis, keepdims=True)
+
+    def backward(g):  # d/da_i = s_i (g_i - Σ_j g_j s_j)
+        accumulate_grad(a, out * (g - np.sum(g * out, axis=axis, keepdims=True)))
+    return Tensor.from_op(out, (a,), backward)
+
+
+def cross_entropy(logits, labels):
+    """Mean over the batch of −log softmax(logits)[label]. logits (N, classes), labels (N,) integers."""
+    labels = np.asarray(labels)
+    if logits.ndim != 2 or labels.shape != (logits.shape[0],):
+        raise ValueError(f"cross_entropy needs logits (N, classes) and labels (N,), "
+                         f"got {logits.shape} and {labels.shape}")
+    rows = np.arange(len(labels))
+    shifted = logits.data - np.max(logits.data, axis=1, keepdims=True)
+    log_probs = shifted - np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))
+    loss = -np.mean(log_probs[rows, labels])
+
+    def backward(g):  # d/dlogits = (softmax − onehot(label)) / N
+        grad = np.exp(log_probs)
+        grad[rows, labels] -= 1
+        accumulate_grad(logits, g * grad / len(labels))
+    return Tensor.from_op(np.asarray(loss, dtype=logits.dtype), (logits,), backward)
+
+
+def kl_divergence(p, q, eps=1e-6):
+    """The paper's robustness loss (Eq. 2): KL(p ‖ q) = Σ_c p_c (log p_c − log q_c), averaged over the batch.
+
+    p = f(Θ, X) and q = f(Θ*, X) are probabilities (softmax outputs) of shape (N, classes). q is clamped at
+    ≥ eps before the log, as in the paper, so a class the attacked network rules out cannot give log 0; p is
+    clamped the same way (0·log 0 is taken as 0, and the clamp keeps its gradient finite).
+    """
+    log_ratio = log(clip(p, eps, 1.0)) - log(clip(q, eps, 1.0))
+    return mean(sum(p * log_ratio, axis=-1))
+
+
+def dropout(a, p, rng, training=True):
+    """Zero each entry with probability p and scale the survivors by 1/(1−p) (identity when not training)."""
+    if not training or p == 0:
+        return a
+    keep = (rng.random(a.shape) >= p).astype(a.dtype) / (1 - p)
+    return mul(a, keep)
+
+
+# ---------------------------------------------------------------------------------------------------- convolution
+def _int_pair(value):
+    return (value, value) if np.isscalar(value) else tuple(value)
+
+
+def conv2d(x, w, b=None, stride=1, padding=0):
+    """2-D convolution (cross-correlation, as in every DL library). x (N,C,H,W), w (F,C,KH,KW), b (F,)."""
+    x, w = _pair(x, w)
+    stride, padding = _int_pair(stride), _int_pair(padding)
+    out = conv_kernels.conv2d_forward(x.data, w.data, stride, padding)
+
+    def backward(g):
+        if x.requires_grad:
+            accumulate_grad(x, conv_kernels.conv2d_backward_input(g, w.data, x.shape[2:], stride, padding))
+        if w.requires_grad:
+            accumulate_grad(w, conv_kernels.conv2d_backward_weight(g, x.data, w.shape[2:], stride, padding))
+    y = Tensor.from_op(out, (x, w), backward)
+    return y if b is None else add(y, reshape(b, (1, -1, 1, 1)))
+
+
+def _same_padding(size, kernel, stride):
+    """(before, after) padding that makes a pooling output of ceil(size / stride), TensorFlow style."""
+    output = -(-size // stride)
+    total = builtins.max((output - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+def max_pool2d(x, kernel_size=2, stride=None, padding=0, ceil_mode=False):
+    """Max-pooling over (H, W). padding: int/pair, or 'same' (output ceil(H/stride); pads with −inf).
+
+    ceil_mode=True keeps the last, partial window: 25×25 pooled 2×2 gives 13×13 (the paper's CNN).
+    """
+    x = as_tensor(x)
+    kernel = _int_pair(kernel_size)
+    stride = kernel if stride is None else _int_pair(stride)
+    if padding == "same":
+        pads = [(0, 0), (0, 0)] + [_same_padding(x.shape[2 + i], kernel[i], stride[i]) for i in range(2)]
+        x = _pad(x, pads, -np.inf)
+        padding = 0
+    out, argmax = conv_kernels.max_pool2d_forward(x.data, kernel, stride, _int_pair(padding), ceil_mode)
+
+    def backward(g):
+        accumulate_grad(x, conv_kernels.max_pool2d_backward(g, argmax, x.shape))
+    return Tensor.from_op(out, (x,), backward)
+
+
+def _pad(a, pads, value):
+    """Constant padding of the array; the gradient is the unpadded slice."""
+    inner = tuple(slice(before, before + size) for (before, _), size in zip(pads, a.shape))
+
+    def backward(g):
+        accumulate_grad(a, g[inner])
+    return Tensor.from_op(np.pad(a.data, pads, constant_values=value), (a,), backward)

@@ -1,0 +1,179 @@
+"""Tensor: a NumPy array that remembers how it was made, so gradients can flow back through it.
+
+Every op (in ops.py) builds its output with `Tensor.from_op(data, parents, backward)`. The `backward` closure
+receives the gradient of the output and adds (`+=`) the gradients of the inputs into their `.grad`. Adding
+instead of assigning is what makes a tensor used twice (x * x, a shared weight) get both contributions.
+
+`loss.backward()` orders the graph with an *iterative* depth-first search (no recursion limit on long graphs,
+e.g. an LSNN unrolled over hundreds of time steps), resets the gradients of the intermediate tensors, then calls
+every backward closure from the loss down to the leaves. Leaves (parameters, inputs) keep accumulating across
+calls until you reset them (the optimiser's `zero_grad()`), as in PyTorch.
+"""
+import contextlib
+
+import numpy as np
+
+_grad_enabled = True
+
+
+@contextlib.contextmanager
+def no_grad():
+    """Inside this block ops build no graph: outputs are plain constants (inference, attacks, evaluation)."""
+    global _grad_enabled
+    previous, _grad_enabled = _grad_enabled, False
+    try:
+        yield
+    finally:
+        _grad_enabled = previous
+
+
+def is_grad_enabled():
+    return _grad_enabled
+
+
+class Tensor:
+    """An n-dimensional array with an optional gradient.
+
+    data          : the np.ndarray itself (float32 for training, float64 for gradient checks)
+    grad          : np.ndarray of the same shape after backward(), else None
+    requires_grad : True for parameters and for anything computed from them while grad is enabled
+    """
+
+    __array_priority__ = 100  # so `ndarray * Tensor` calls Tensor.__rmul__ instead of NumPy broadcasting over it
+
+    def __init__(self, data, requires_grad=False, dtype=None):
+        self.data = np.asarray(data, dtype=dtype)
+        self.grad = None
+        self.requires_grad = requires_grad
+        self._parents = ()
+        self._backward = None
+
+    @classmethod
+    def from_op(cls, data, parents, backward):
+        """The output of an op. It joins the graph only if grad is enabled and some parent needs a gradient."""
+        out = cls(data)
+        tracked = tuple(p for p in parents if p.requires_grad)
+        if _grad_enabled and tracked:
+            out.requires_grad = True
+            out._parents = tracked
+            out._backward = backward
+        return out
+
+    # ----------------------------------------------------------------------------------------------- backward
+    def backward(self, grad=None):
+        """Fill `.grad` of every tensor that this one depends on.
+
+        grad: d(final)/d(self); defaults to 1 for a scalar (the usual `loss.backward()`).
+        """
+        if not self.requires_grad:
+            raise RuntimeError("backward() on a tensor that does not require grad (built under no_grad, "
+                               "or from constants only)")
+        if grad is None:
+            if self.data.size != 1:
+                raise RuntimeError(f"backward() without a gradient needs a scalar, got shape {self.shape}")
+            grad = np.ones_like(self.data)
+        order = self._topological_order()
+        for node in order:
+            if node._backward is not None:  # intermediate tensors start from zero on every call
+                node.grad = None
+        accumulate_grad(self, np.asarray(grad, dtype=self.data.dtype))
+        for node in reversed(order):
+            if node._backward is not None and node.grad is not None:
+                node._backward(node.grad)
+
+    def _topological_order(self):
+        """Every tensor this one depends on, each after all of its parents (iterative DFS, post-order)."""
+        order, visited = [], set()
+        stack = [(self, False)]
+        while stack:
+            node, parents_done = stack.pop()
+            if parents_done:
+                order.append(node)
+                continue
+            if id(node) in visited:
+                continue
+            visited.add(id(node))
+            stack.append((node, True))
+            stack.extend((parent, False) for parent in node._parents if id(parent) not in visited)
+        return order
+
+    def detach(self):
+        """The same data as a constant: no gradient flows back through the result."""
+        return Tensor(self.data)
+
+    def zero_grad(self):
+        self.grad = None
+
+    # ----------------------------------------------------------------------------------------------- array info
+    @property
+    def shape(self):
+        return self.data.shape
+
+    @property
+    def ndim(self):
+        return self.data.ndim
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    @property
+    def size(self):
+        return self.data.size
+
+    def __len__(self):
+        return len(self.data)
+
+    def numpy(self):
+        return self.data
+
+    def item(self):
+        return self.data.item()
+
+    def __repr__(self):
+        flag = ", requires_grad=True" if self.requires_grad else ""
+        return f"Tensor({self.data!r}{flag})"
+
+    # ----------------------------------------------------------------------------------------------- operators
+    def __add__(self, other): return _ops.add(self, other)
+    def __radd__(self, other): return _ops.add(other, self)
+    def __sub__(self, other): return _ops.sub(self, other)
+    def __rsub__(self, other): return _ops.sub(other, self)
+    def __mul__(self, other): return _ops.mul(self, other)
+    def __rmul__(self, other): return _ops.mul(other, self)
+    def __truediv__(self, other): return _ops.div(self, other)
+    def __rtruediv__(self, other): return _ops.div(other, self)
+    def __neg__(self): return _ops.neg(self)
+    def __pow__(self, exponent): return _ops.pow(self, exponent)
+    def __matmul__(self, other): return _ops.matmul(self, other)
+    def __rmatmul__(self, other): return _ops.matmul(other, self)
+    def __getitem__(self, index): return _ops.getitem(self, index)
+
+    def sum(self, axis=None, keepdims=False): return _ops.sum(self, axis, keepdims)
+    def mean(self, axis=None, keepdims=False): return _ops.mean(self, axis, keepdims)
+    def max(self, axis=None, keepdims=False): return _ops.max(self, axis, keepdims)
+    def reshape(self, *shape): return _ops.reshape(self, shape[0] if len(shape) == 1 else shape)
+    def transpose(self, *axes): return _ops.transpose(self, axes or None)
+    def exp(self): return _ops.exp(self)
+    def log(self): return _ops.log(self)
+    def abs(self): return _ops.abs(self)
+    def relu(self): return _ops.relu(self)
+
+    @property
+    def T(self):
+        return _ops.transpose(self)
+
+
+def accumulate_grad(tensor, grad):
+    """tensor.grad += grad (the first contribution is copied, so no two tensors ever share a grad buffer)."""
+    if not tensor.requires_grad:
+        return
+    if grad.shape != tensor.shape:
+        raise ValueError(f"gradient of shape {grad.shape} for a tensor of shape {tensor.shape}")
+    if tensor.grad is None:
+        tensor.grad = np.array(grad, dtype=tensor.data.dtype)
+    else:
+        tensor.grad += grad
+
+
+from . import ops as _ops  # noqa: E402  (ops imports Tensor; the operators above look ops up at call time)

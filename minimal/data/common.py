@@ -1,0 +1,41 @@
+"""What every data loader returns, and the minibatch iterator the training loop uses."""
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+class DataNotFoundError(RuntimeError):
+    """A data set is missing or corrupt. The message says where we looked and how to get it."""
+
+
+@dataclass(frozen=True)
+class Split:
+    """Inputs `x` (first axis = samples) and integer class labels `y`."""
+    x: np.ndarray
+    y: np.ndarray
+
+    def __post_init__(self):
+        if len(self.x) != len(self.y):
+            raise ValueError(f"x has {len(self.x)} samples but y has {len(self.y)}")
+
+    def __len__(self):
+        return len(self.y)
+
+
+@dataclass(frozen=True)
+class TaskData:
+    """Train / validation / test splits of one task, its class names and where the data came from."""
+    train: Split
+    val: Split
+    test: Split
+    classes: tuple
+    source: str
+    info: dict = field(default_factory=dict)
+
+
+def iterate_minibatches(split: Split, batch_size: int, rng=None, shuffle=True):
+    """Yield (x, y) minibatches; the last one may be smaller. Shuffling uses the given np.random.Generator."""
+    order = rng.permutation(len(split)) if shuffle else np.arange(len(split))
+    for start in range(0, len(split), batch_size):
+        index = order[start:start + batch_size]
+        yield split.x[index], split.y[index]

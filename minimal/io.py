@@ -1,0 +1,60 @@
+"""Atomic file writes: a crash mid-write never leaves a half-written checkpoint or data file behind.
+
+Each writer puts the bytes into a temporary file in the same folder, flushes it to disk, then renames it over the
+target. A rename within one folder is atomic, so readers see either the old file or the new one, never a mix.
+"""
+import hashlib
+import io
+import json
+import os
+import tempfile
+
+import numpy as np
+
+
+def atomic_write_bytes(path, payload: bytes):
+    """Write `payload` to `path` atomically (temporary file + rename)."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp_path = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp_path, path)
+    except BaseException:
+        if os.path.exists(tmp_path):
+            os.remove(tmp_path)
+        raise
+
+
+def atomic_save_npz(path, arrays: dict, compressed=True):
+    """Save a dict of arrays as .npz atomically. Never pickles: object arrays are refused."""
+    for name, value in arrays.items():
+        if np.asarray(value).dtype == object:
+            raise TypeError(f"array {name!r} has dtype object; only numeric arrays can be saved")
+    buffer = io.BytesIO()
+    (np.savez_compressed if compressed else np.savez)(buffer, **arrays)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def atomic_save_json(path, obj):
+    """Save a JSON document atomically (indented, keys in insertion order)."""
+    atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode("utf-8"))
+
+
+def load_npz(path) -> dict:
+    """Load every array of an .npz file into a dict (pickles are refused)."""
+    with np.load(path, allow_pickle=False) as archive:
+        return {name: archive[name] for name in archive.files}
+
+
+def sha256_of_file(path, chunk_size=1 << 20) -> str:
+    """Hex SHA-256 digest of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(chunk_size), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

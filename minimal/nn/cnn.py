@@ -1,0 +1,54 @@
+"""The paper's F-MNIST CNN (Supplementary "CNN Architecture").
+
+    x (N, 1, 28, 28)
+    conv 4×4, 64 channels, valid   -> (N, 64, 25, 25)
+    max-pool 2×2, ceil mode        -> (N, 64, 13, 13)
+    ReLU
+    conv 4×4, 64 channels, valid   -> (N, 64, 10, 10)
+    max-pool 2×2, ceil mode        -> (N, 64, 5, 5)
+    ReLU, flatten                  -> (N, 1600)
+    dense 1600 -> 256, ReLU; dense 256 -> 64, ReLU; dense 64 -> 10 (logits)
+
+`forward(x, params)` reads every weight from `params` (name -> tensor), so the attack can run the same model
+at Θ* and the mismatch sampler at Θ·(1 + ζN) without touching the model's own parameters.
+"""
+import numpy as np
+
+from ..autodiff import ops
+from .layers import Conv2d, Linear, linear
+from .module import Module
+
+
+class CNN(Module):
+    def __init__(self, rng, channels=64, kernel_size=4, hidden=(256, 64), num_classes=10, image_size=28):
+        self.conv1 = Conv2d(1, channels, kernel_size, rng)
+        self.conv2 = Conv2d(channels, channels, kernel_size, rng)
+        side = self._side_after_blocks(image_size, kernel_size)
+        self.fc1 = Linear(channels * side * side, hidden[0], rng)
+        self.fc2 = Linear(hidden[0], hidden[1], rng)
+        self.fc3 = Linear(hidden[1], num_classes, rng)
+
+    @staticmethod
+    def _side_after_blocks(side, kernel_size):
+        for _ in range(2):  # valid conv, then 2×2 pooling that keeps a partial last window
+            side = -(-(side - kernel_size + 1) // 2)
+        return side
+
+    def forward(self, x, params=None):
+        """Logits of shape (N, 10). params: optional name -> tensor overrides (Θ* or a mismatch draw)."""
+        p = self.parameter_dict(params)
+        x = self._block(x, p["conv1.weight"], p["conv1.bias"])
+        x = self._block(x, p["conv2.weight"], p["conv2.bias"])
+        x = ops.flatten(x)
+        x = ops.relu(linear(x, p["fc1.weight"], p["fc1.bias"]))
+        x = ops.relu(linear(x, p["fc2.weight"], p["fc2.bias"]))
+        return linear(x, p["fc3.weight"], p["fc3.bias"])
+
+    @staticmethod
+    def _block(x, weight, bias):
+        """conv (valid) -> max-pool 2×2 (ceil mode) -> ReLU."""
+        return ops.relu(ops.max_pool2d(ops.conv2d(x, weight, bias), 2, ceil_mode=True))
+
+
+def build_cnn(seed=0):
+    return CNN(np.random.default_rng(seed))

@@ -1,0 +1,79 @@
+"""The layers: each holds its Parameters (Glorot-normal initialised) and calls one op from autodiff.ops."""
+import numpy as np
+
+from ..autodiff import ops
+from .module import Module, Parameter
+
+
+def glorot_normal(shape, fan_in, fan_out, rng, dtype=np.float32):
+    """N(0, 2 / (fan_in + fan_out)): keeps activation variance roughly constant through the layers."""
+    return (rng.standard_normal(shape) * np.sqrt(2.0 / (fan_in + fan_out))).astype(dtype)
+
+
+def linear(x, weight, bias=None):
+    """y = x W + b, with W of shape (in, out): inputs are row vectors, as in the paper."""
+    y = ops.matmul(x, weight)
+    return y if bias is None else ops.add(y, bias)
+
+
+class Linear(Module):
+    def __init__(self, in_features, out_features, rng, bias=True):
+        self.weight = Parameter(glorot_normal((in_features, out_features), in_features, out_features, rng))
+        if bias:
+            self.bias = Parameter(np.zeros(out_features, dtype=np.float32))
+
+    def forward(self, x):
+        return linear(x, self.weight, getattr(self, "bias", None))
+
+
+class Conv2d(Module):
+    def __init__(self, in_channels, out_channels, kernel_size, rng, stride=1, padding=0, bias=True):
+        kh, kw = (kernel_size, kernel_size) if np.isscalar(kernel_size) else kernel_size
+        shape = (out_channels, in_channels, kh, kw)
+        self.weight = Parameter(glorot_normal(shape, in_channels * kh * kw, out_channels * kh * kw, rng))
+        if bias:
+            self.bias = Parameter(np.zeros(out_channels, dtype=np.float32))
+        self.stride, self.padding = stride, padding
+
+    def forward(self, x):
+        return ops.conv2d(x, self.weight, getattr(self, "bias", None), self.stride, self.padding)
+
+
+class MaxPool2d(Module):
+    def __init__(self, kernel_size=2, stride=None, padding=0, ceil_mode=False):
+        self.kernel_size, self.stride, self.padding, self.ceil_mode = kernel_size, stride, padding, ceil_mode
+
+    def forward(self, x):
+        return ops.max_pool2d(x, self.kernel_size, self.stride, self.padding, self.ceil_mode)
+
+
+class Dropout(Module):
+    def __init__(self, p, rng):
+        self.p, self.rng = p, rng
+
+    def forward(self, x):
+        return ops.dropout(x, self.p, self.rng, self.training)
+
+
+class Flatten(Module):
+    def forward(self, x):
+        return ops.flatten(x)
+
+
+class ReLU(Module):
+    def forward(self, x):
+        return ops.relu(x)
+
+
+class Sequential(Module):
+    """Layers applied in order; their parameters are named "0.weight", "1.bias", …"""
+
+    def __init__(self, *layers):
+        for index, layer in enumerate(layers):
+            setattr(self, str(index), layer)
+
+    def forward(self, x):
+        for layer in vars(self).values():
+            if isinstance(layer, Module):
+                x = layer(x)
+        return x

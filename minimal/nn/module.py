@@ -1,0 +1,115 @@
+"""Module and Parameter: named, trainable arrays, and checkpoints as `model.npz` + `meta.json`.
+
+A Module finds its parameters by looking at its own attributes: a Parameter is a parameter, a Module is a
+sub-module whose parameters get the attribute name as a prefix ("conv1.weight"). The names are the keys of
+`state_dict()` and of the parameter dicts that the attack and the mismatch sampler substitute (Θ → Θ*).
+"""
+import os
+
+import numpy as np
+
+from ..autodiff import Tensor
+from ..io import atomic_save_json, atomic_save_npz, load_npz
+
+MODEL_FILE, META_FILE = "model.npz", "meta.json"
+
+
+class Parameter(Tensor):
+    """A trainable tensor (requires_grad is always on)."""
+
+    def __init__(self, data):
+        super().__init__(data, requires_grad=True)
+
+    def __repr__(self):
+        return f"Parameter(shape={self.shape}, dtype={self.dtype})"
+
+
+class Module:
+    training = True
+
+    def __call__(self, *args, **kwargs):
+        return self.forward(*args, **kwargs)
+
+    def forward(self, *args, **kwargs):
+        raise NotImplementedError
+
+    def named_parameters(self, prefix=""):
+        """Yield (name, Parameter) for this module and its sub-modules, in the order they were assigned."""
+        for name, value in vars(self).items():
+            if isinstance(value, Parameter):
+                yield prefix + name, value
+            elif isinstance(value, Module):
+                yield from value.named_parameters(prefix + name + ".")
+
+    def parameters(self):
+        return [p for _, p in self.named_parameters()]
+
+    def parameter_dict(self, overrides=None):
+        """name -> parameter; entries of `overrides` (e.g. attacked weights Θ*) replace the model's own."""
+        params = dict(self.named_parameters())
+        if overrides:
+            unknown = set(overrides) - set(params)
+            if unknown:
+                raise KeyError(f"unknown parameter names {sorted(unknown)}; the model has {sorted(params)}")
+            params.update(overrides)
+        return params
+
+    def modules(self):
+        yield self
+        for value in vars(self).values():
+            if isinstance(value, Module):
+                yield from value.modules()
+
+    def train(self, mode=True):
+        for module in self.modules():
+            module.training = mode
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    def zero_grad(self):
+        for p in self.parameters():
+            p.grad = None
+
+    def state_dict(self):
+        """name -> a copy of the parameter's array."""
+        return {name: p.data.copy() for name, p in self.named_parameters()}
+
+    def load_state_dict(self, state):
+        """Copy arrays into the parameters; names and shapes must match exactly (errors name the mismatch)."""
+        params = dict(self.named_parameters())
+        missing, unexpected = set(params) - set(state), set(state) - set(params)
+        if missing or unexpected:
+            raise KeyError(f"state dict does not match the model: missing {sorted(missing)}, "
+                           f"unexpected {sorted(unexpected)}")
+        for name, p in params.items():
+            value = np.asarray(state[name])
+            if value.shape != p.shape:
+                raise ValueError(f"parameter {name!r}: checkpoint has shape {value.shape}, model has {p.shape}")
+            p.data = value.astype(p.dtype, copy=True)
+
+    def num_parameters(self):
+        return int(sum(p.size for p in self.parameters()))
+
+
+def save_checkpoint(folder, model, meta):
+    """Write `folder/model.npz` (parameters, no pickle) and `folder/meta.json`, each atomically."""
+    atomic_save_npz(os.path.join(folder, MODEL_FILE), model.state_dict())
+    atomic_save_json(os.path.join(folder, META_FILE), meta)
+
+
+def load_checkpoint(folder):
+    """Read (state dict, meta) back; a missing or unreadable file raises FileNotFoundError naming it."""
+    import json
+    model_path, meta_path = os.path.join(folder, MODEL_FILE), os.path.join(folder, META_FILE)
+    for path in (model_path, meta_path):
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"checkpoint file {path} not found")
+    try:
+        state = load_npz(model_path)
+        with open(meta_path) as f:
+            meta = json.load(f)
+    except (ValueError, OSError) as error:
+        raise FileNotFoundError(f"checkpoint in {folder} is unreadable ({error})") from error
+    return state, meta

@@ -1,0 +1,46 @@
+"""The tasks `python -m minimal.train --task …` knows: where the data comes from, which model, which defaults.
+
+Data loaders are imported only when a task is used, so `--help` stays instant.
+"""
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    description: str
+    load_data: callable      # (data_dir, seed) -> TaskData
+    build_model: callable    # (rng) -> Module
+    epochs: int
+    lr: float
+    lr_drop_epoch: int       # from this epoch on the learning rate is lr / 10 (None: never)
+    batch_size: int = 100
+
+
+def _load_fmnist(data_dir, seed):
+    from .data.fmnist import load_fmnist
+    return load_fmnist(data_dir, seed=seed)
+
+
+def _build_cnn(rng):
+    from .nn.cnn import CNN
+    return CNN(rng)
+
+
+TASKS = {
+    "fmnist": Task("fmnist", "Fashion-MNIST with the paper's CNN", _load_fmnist, _build_cnn,
+                   epochs=8, lr=1e-3, lr_drop_epoch=6),
+}
+
+
+def get_task(name):
+    if name not in TASKS:
+        raise KeyError(f"unknown task {name!r}; choose from {', '.join(TASKS)}")
+    return TASKS[name]
+
+
+def model_rng(seed):
+    """The generator that initialises a model: the same seed always gives the same initial weights."""
+    return np.random.default_rng([seed, 0])

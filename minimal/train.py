@@ -1,0 +1,171 @@
+"""python -m minimal.train --task fmnist --method standard [--epochs N] [--max-steps N] …
+
+Trains one model, keeps the checkpoint with the best validation accuracy in `--out` (model.npz + meta.json,
+written atomically), and reports the test accuracy of that checkpoint at the end. A NaN/inf loss stops training
+with a clear message; the checkpoint on disk is then still the last good one.
+"""
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+from tqdm import tqdm
+
+from .data.common import DataNotFoundError, iterate_minibatches
+from .metrics import accuracy
+from .nn.module import load_checkpoint, save_checkpoint
+from .optim import Adam, PiecewiseConstant
+from .robust.methods import METHODS
+from .tasks import TASKS, model_rng
+
+EXIT_USAGE, EXIT_DATA, EXIT_DIVERGED = 2, 1, 3
+
+
+class OneLineErrorParser(argparse.ArgumentParser):
+    """argparse, but a bad value gets a single error line (no usage dump) and exit code 2."""
+
+    def error(self, message):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def positive_int(text):
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def positive_float(text):
+    value = float(text)
+    if not np.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def build_parser():
+    parser = OneLineErrorParser(prog="python -m minimal.train", description=__doc__.split("\n\n")[1],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--task", required=True, choices=sorted(TASKS),
+                        help="; ".join(f"{t.name}: {t.description}" for t in TASKS.values()))
+    parser.add_argument("--method", default="standard", choices=sorted(METHODS), help="training method")
+    parser.add_argument("--epochs", type=positive_int, help="epochs (default: the task's)")
+    parser.add_argument("--max-steps", type=positive_int, help="stop after this many optimiser steps in total")
+    parser.add_argument("--batch-size", type=positive_int, help="minibatch size (default: the task's)")
+    parser.add_argument("--lr", type=positive_float, help="Adam learning rate (default: the task's)")
+    parser.add_argument("--lr-drop-epoch", type=int,
+                        help="from this epoch on use lr/10 (default: the task's; negative: never)")
+    parser.add_argument("--seed", type=int, default=0, help="seed for initialisation, data split and shuffling")
+    parser.add_argument("--data-dir", help="folder with the task's data (default: search the usual places)")
+    parser.add_argument("--out", help="output folder (default: runs/<task>-<method>-seed<seed>)")
+    return parser
+
+
+def resolve_settings(args):
+    """Command-line values, falling back on the task's defaults."""
+    task = TASKS[args.task]
+    drop = task.lr_drop_epoch if args.lr_drop_epoch is None else args.lr_drop_epoch
+    return {
+        "task": task.name, "method": args.method, "seed": args.seed,
+        "epochs": args.epochs or task.epochs,
+        "max_steps": args.max_steps,
+        "batch_size": args.batch_size or task.batch_size,
+        "lr": args.lr or task.lr,
+        "lr_drop_epoch": drop if drop is not None and drop >= 0 else None,
+        "out": args.out or os.path.join("runs", f"{task.name}-{args.method}-seed{args.seed}"),
+    }
+
+
+def learning_rate_schedule(settings):
+    if settings["lr_drop_epoch"] is None:
+        return PiecewiseConstant([], [settings["lr"]])
+    return PiecewiseConstant([settings["lr_drop_epoch"]], [settings["lr"], settings["lr"] / 10])
+
+
+class TrainingDiverged(RuntimeError):
+    pass
+
+
+def train_one_epoch(model, method, optimizer, data, settings, rng, steps_left, epoch):
+    """One pass over the training split (or fewer steps if the step budget ends). Returns (steps, mean loss)."""
+    batches = iterate_minibatches(data.train, settings["batch_size"], rng)
+    total = min(-(-len(data.train) // settings["batch_size"]), steps_left)
+    losses = []
+    model.train()
+    with tqdm(batches, total=total, desc=f"epoch {epoch + 1}/{settings['epochs']}", unit="step",
+              leave=False, mininterval=0.5) as bar:
+        for x, y in bar:
+            loss = method(model, x, y, rng, settings)
+            if not np.isfinite(loss):
+                raise TrainingDiverged(f"loss became {loss} at epoch {epoch + 1}, step {len(losses) + 1}")
+            optimizer.step()
+            losses.append(loss)
+            bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+            if len(losses) == total:
+                break
+    return len(losses), float(np.mean(losses))
+
+
+def train(settings, data_dir=None, log=print):
+    """Train with `settings` (see resolve_settings); returns the meta dict written next to the checkpoint."""
+    task = TASKS[settings["task"]]
+    data = task.load_data(data_dir, settings["seed"])
+    model = task.build_model(model_rng(settings["seed"]))
+    optimizer = Adam(model.parameters(), lr=settings["lr"])
+    schedule = learning_rate_schedule(settings)
+    rng = np.random.default_rng([settings["seed"], 1])
+    meta = {"task": task.name, "method": settings["method"], "seed": settings["seed"], "settings": settings,
+            "data_source": data.source, "num_parameters": model.num_parameters(), "history": []}
+    log(f"{task.description}: {len(data.train)} train / {len(data.val)} val / {len(data.test)} test samples "
+        f"from {data.source}; {model.num_parameters():,} parameters; method {settings['method']}")
+    best_val, steps, start = -1.0, 0, time.time()
+    budget = settings["max_steps"] or float("inf")
+    for epoch in range(settings["epochs"]):
+        optimizer.lr = schedule(epoch)
+        try:
+            done, train_loss = train_one_epoch(model, METHODS[settings["method"]], optimizer, data, settings,
+                                               rng, budget - steps, epoch)
+        except TrainingDiverged as error:
+            kept = (f"the last good checkpoint (epoch {meta['best_epoch']}, val acc {best_val:.4f}) is in "
+                    f"{settings['out']}" if best_val >= 0 else "no checkpoint was written yet")
+            raise TrainingDiverged(f"{error}; stopping: {kept}") from None
+        steps += done
+        val_acc = accuracy(model, data.val)
+        meta["history"].append({"epoch": epoch + 1, "steps": steps, "lr": optimizer.lr,
+                                "train_loss": train_loss, "val_acc": val_acc,
+                                "seconds": round(time.time() - start, 1)})
+        improved = val_acc > best_val
+        if improved:
+            best_val, meta["best_epoch"], meta["best_val_acc"] = val_acc, epoch + 1, val_acc
+            save_checkpoint(settings["out"], model, meta)
+        log(f"epoch {epoch + 1}: train loss {train_loss:.4f}, val acc {val_acc:.4f}"
+            f"{' (best, saved)' if improved else ''}, {time.time() - start:.0f} s")
+        if steps >= budget:
+            log(f"step budget of {settings['max_steps']} reached")
+            break
+    state, _ = load_checkpoint(settings["out"])
+    model.load_state_dict(state)
+    meta["test_acc"] = accuracy(model, data.test)
+    meta["train_seconds"] = round(time.time() - start, 1)
+    save_checkpoint(settings["out"], model, meta)
+    log(f"test accuracy {meta['test_acc']:.4f} (checkpoint from epoch {meta['best_epoch']}); "
+        f"wrote {settings['out']}/model.npz and meta.json in {meta['train_seconds']:.0f} s")
+    return meta
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    settings = resolve_settings(args)
+    try:
+        train(settings, args.data_dir)
+    except DataNotFoundError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_DATA
+    except TrainingDiverged as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_DIVERGED
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

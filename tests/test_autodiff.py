@@ -1,0 +1,282 @@
+"""Every differentiable op against central finite differences (float64), with broadcasting and
+non-contiguous inputs; plus the engine itself: accumulation, reused nodes, deep graphs, no_grad, detach."""
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+from hypothesis.extra.numpy import array_shapes, mutually_broadcastable_shapes
+
+from minimal.autodiff import Tensor, no_grad, ops
+from minimal.autodiff.gradcheck import GradcheckError, gradcheck
+
+SETTINGS = settings(max_examples=25, deadline=None)
+
+
+def values(shape, seed, low=-2.0, high=2.0, layout="contiguous"):
+    """Random float64 values of `shape`; layout 'transposed' or 'strided' gives a non-contiguous view."""
+    rng = np.random.default_rng(seed)
+    if layout == "transposed":
+        return rng.uniform(low, high, shape[::-1]).T
+    if layout == "strided":
+        return rng.uniform(low, high, tuple(2 * s for s in shape))[tuple(slice(None, None, 2) for _ in shape)]
+    return rng.uniform(low, high, shape)
+
+
+def away_from_zero(shape, seed, layout="contiguous"):
+    """Values with |x| in [0.3, 2]: kinks of abs/relu/sign and poles of log/div stay out of the difference step."""
+    magnitude = values(shape, seed, 0.3, 2.0, layout)
+    signs = np.where(np.random.default_rng(seed + 1).random(magnitude.shape) < 0.5, -1.0, 1.0)
+    return magnitude * signs
+
+
+layouts = st.sampled_from(["contiguous", "transposed", "strided"])
+seeds = st.integers(0, 2**16)
+
+
+# ------------------------------------------------------------------------------------------- binary, broadcasting
+@SETTINGS
+@given(mutually_broadcastable_shapes(num_shapes=2, max_dims=3, max_side=4), seeds, layouts,
+       st.sampled_from(["add", "sub", "mul", "div"]))
+def test_binary_ops_with_broadcasting(shapes, seed, layout, name):
+    shape_a, shape_b = shapes.input_shapes
+    a = values(shape_a, seed, layout=layout)
+    b = away_from_zero(shape_b, seed + 7) if name == "div" else values(shape_b, seed + 7)
+    gradcheck(getattr(ops, name), a, b)
+
+
+def test_operators_and_python_scalars_keep_float32():
+    x = Tensor(np.ones(3, dtype=np.float32), requires_grad=True)
+    y = (2.0 * x + 1) / 3.0 - x ** 2
+    assert y.dtype == np.float32
+    y.sum().backward()
+    assert x.grad.dtype == np.float32
+    np.testing.assert_allclose(x.grad, 2 / 3 - 2 * np.ones(3))
+
+
+# ------------------------------------------------------------------------------------------- unary
+UNARY = {
+    "neg": (ops.neg, values),
+    "exp": (ops.exp, values),
+    "log": (ops.log, lambda s, k, layout: np.abs(away_from_zero(s, k, layout))),
+    "abs": (ops.abs, away_from_zero),
+    "relu": (ops.relu, away_from_zero),
+    "sigmoid": (ops.sigmoid, values),
+    "tanh": (ops.tanh, values),
+    "pow3": (lambda a: ops.pow(a, 3), values),
+    "pow_half": (lambda a: ops.pow(a, 0.5), lambda s, k, layout: np.abs(away_from_zero(s, k, layout))),
+    "clip": (lambda a: ops.clip(a, -1.0, 1.0), away_from_zero),
+}
+
+
+@SETTINGS
+@given(array_shapes(min_dims=1, max_dims=3, max_side=5), seeds, layouts, st.sampled_from(sorted(UNARY)))
+def test_unary_ops(shape, seed, layout, name):
+    fn, make = UNARY[name]
+    x = make(shape, seed, layout=layout)
+    if name == "clip":  # keep entries away from the clip edges ±1 as well
+        x = np.where(np.abs(np.abs(x) - 1) < 0.05, x * 0.5, x)
+    gradcheck(fn, x)
+
+
+def test_sign_has_zero_gradient():
+    x = Tensor(np.array([-2.0, 0.5, 3.0]), requires_grad=True)
+    ops.sign(x).sum().backward()
+    np.testing.assert_array_equal(ops.sign(x).data, [-1, 1, 1])
+    np.testing.assert_array_equal(x.grad, 0)
+
+
+# ------------------------------------------------------------------------------------------- matmul
+@SETTINGS
+@given(st.integers(1, 4), st.integers(1, 5), st.integers(1, 4), st.sampled_from([(), (3,), (2, 1)]), seeds, layouts)
+def test_matmul_batched_and_broadcast(m, k, n, batch, seed, layout):
+    a = values(batch + (m, k), seed, layout=layout)
+    b = values((k, n), seed + 1, layout=layout)
+    gradcheck(ops.matmul, a, b)
+    gradcheck(ops.matmul, values((m, k), seed + 2), values(batch + (k, n), seed + 3))
+
+
+def test_matmul_shape_error_names_shapes():
+    with pytest.raises(ValueError, match=r"\(2, 3\).*\(4, 5\)"):
+        ops.matmul(Tensor(np.ones((2, 3))), Tensor(np.ones((4, 5))))
+
+
+# ------------------------------------------------------------------------------------------- reductions
+axis_choices = st.sampled_from([None, 0, -1, (0, 1)])
+
+
+@SETTINGS
+@given(array_shapes(min_dims=2, max_dims=3, max_side=4), axis_choices, st.booleans(), seeds, layouts,
+       st.sampled_from(["sum", "mean", "max"]))
+def test_reductions(shape, axis, keepdims, seed, layout, name):
+    x = values(shape, seed, layout=layout)
+    gradcheck(lambda a: getattr(ops, name)(a, axis=axis, keepdims=keepdims), x)
+
+
+def test_max_shares_gradient_between_ties():
+    x = Tensor(np.array([[1.0, 3.0, 3.0]]), requires_grad=True)
+    ops.max(x, axis=1).sum().backward()
+    np.testing.assert_allclose(x.grad, [[0, 0.5, 0.5]])
+
+
+# ------------------------------------------------------------------------------------------- structure
+@SETTINGS
+@given(seeds, layouts)
+def test_reshape_transpose_flatten(seed, layout):
+    x = values((2, 3, 4), seed, layout=layout)
+    gradcheck(lambda a: ops.reshape(a, (4, 6)), x)
+    gradcheck(lambda a: ops.transpose(a, (2, 0, 1)), x)
+    gradcheck(lambda a: ops.transpose(a), x)
+    gradcheck(ops.flatten, x)
+
+
+@pytest.mark.parametrize("index", [
+    (slice(1, 3),), (0,), (slice(None), 2), (np.array([0, 2, 2, 1]),), (Ellipsis, slice(None, None, -1)),
+    (np.array([0, 1, 1]), np.array([2, 0, 0])),
+])
+def test_getitem_including_repeated_indices(index):
+    gradcheck(lambda a: a[index], values((3, 4), 3))
+
+
+def test_concatenate():
+    gradcheck(lambda a, b: ops.concatenate([a, b], axis=1), values((2, 3), 0), values((2, 1), 1))
+    gradcheck(lambda a, b: ops.concatenate([a, b, a], axis=0), values((1, 3), 0), values((2, 3), 1))
+
+
+def test_where():
+    condition = np.array([[True, False, True], [False, False, True]])
+    gradcheck(lambda a, b: ops.where(condition, a, b), values((2, 3), 0), values((1, 3), 1))
+
+
+# ------------------------------------------------------------------------------------------- softmax and losses
+@SETTINGS
+@given(st.integers(1, 4), st.integers(2, 6), seeds)
+def test_softmax_family_and_losses(batch, classes, seed):
+    logits = values((batch, classes), seed, -4, 4)
+    labels = np.random.default_rng(seed).integers(0, classes, batch)
+    gradcheck(ops.log_softmax, logits)
+    gradcheck(ops.softmax, logits)
+    gradcheck(lambda a: ops.log_softmax(a, axis=0), logits)
+    gradcheck(lambda a: ops.cross_entropy(a, labels), logits)
+    other = values((batch, classes), seed + 1, -4, 4)
+    gradcheck(lambda a, b: ops.kl_divergence(ops.softmax(a), ops.softmax(b)), logits, other)
+
+
+def test_cross_entropy_value():
+    logits = np.array([[2.0, 0.5, -1.0], [0.0, 0.0, 3.0]])
+    labels = np.array([0, 1])
+    log_probs = logits - np.log(np.exp(logits).sum(1, keepdims=True))
+    expected = -(log_probs[0, 0] + log_probs[1, 1]) / 2
+    assert ops.cross_entropy(Tensor(logits), labels).item() == pytest.approx(expected)
+
+
+def test_kl_divergence_matches_eq2_and_clamps_q():
+    p = np.array([[0.7, 0.2, 0.1]])
+    q = np.array([[0.5, 0.5, 0.0]])  # q = 0 is clamped at 1e-6
+    expected = np.sum(p * (np.log(p) - np.log(np.maximum(q, 1e-6))))
+    assert ops.kl_divergence(Tensor(p), Tensor(q)).item() == pytest.approx(expected)
+    assert ops.kl_divergence(Tensor(p), Tensor(p)).item() == pytest.approx(0.0, abs=1e-12)
+
+
+def test_dropout_masks_and_rescales():
+    rng = np.random.default_rng(0)
+    x = Tensor(np.ones((200, 50)), requires_grad=True)
+    y = ops.dropout(x, 0.3, rng)
+    kept = y.data != 0
+    assert abs(kept.mean() - 0.7) < 0.02
+    np.testing.assert_allclose(y.data[kept], 1 / 0.7)
+    y.sum().backward()
+    np.testing.assert_allclose(x.grad, y.data)  # gradient = the same mask and scale
+    assert ops.dropout(x, 0.3, rng, training=False) is x
+    # with the mask fixed (same seed) dropout is linear, so finite differences apply
+    gradcheck(lambda a: ops.dropout(a, 0.5, np.random.default_rng(1)), values((3, 4), 0))
+
+
+# ------------------------------------------------------------------------------------------- conv and pooling
+@settings(max_examples=20, deadline=None)
+@given(st.integers(1, 2), st.integers(1, 3), st.integers(1, 3), st.integers(3, 6), st.integers(3, 7),
+       st.integers(1, 3), st.integers(1, 3), st.integers(1, 2), st.integers(0, 1), seeds, st.booleans())
+def test_conv2d(batch, c_in, c_out, height, width, kh, kw, stride, padding, seed, with_bias):
+    x = values((batch, c_in, height, width), seed, layout="transposed" if seed % 2 else "contiguous")
+    w = values((c_out, c_in, kh, kw), seed + 1)
+    if with_bias:
+        gradcheck(lambda a, k, b: ops.conv2d(a, k, b, stride, padding), x, w, values((c_out,), seed + 2))
+    else:
+        gradcheck(lambda a, k: ops.conv2d(a, k, stride=stride, padding=padding), x, w)
+
+
+def distinct_values(shape, seed):
+    """A random permutation of well-separated values: no ties, so max-pooling is differentiable there."""
+    rng = np.random.default_rng(seed)
+    return rng.permutation(np.arange(np.prod(shape), dtype=np.float64)).reshape(shape) * 0.1
+
+
+@pytest.mark.parametrize("shape, kernel, stride, padding, ceil_mode", [
+    ((2, 3, 5, 5), 2, None, 0, True),     # 5 -> 3 with the partial last window (the paper's 25 -> 13)
+    ((2, 3, 5, 5), 2, None, 0, False),    # 5 -> 2
+    ((1, 1, 4, 7), (2, 3), (1, 2), 0, False),
+    ((1, 2, 6, 5), 3, 2, 1, False),
+    ((1, 2, 5, 6), 2, 2, "same", False),
+    ((1, 1, 5, 5), 4, 1, "same", False),  # asymmetric 'same' padding (1 before, 2 after)
+])
+def test_max_pool2d(shape, kernel, stride, padding, ceil_mode):
+    gradcheck(lambda a: ops.max_pool2d(a, kernel, stride, padding, ceil_mode), distinct_values(shape, 0))
+
+
+def test_max_pool2d_same_gives_ceil_size():
+    out = ops.max_pool2d(Tensor(np.zeros((1, 1, 25, 25))), 2, padding="same")
+    assert out.shape == (1, 1, 13, 13)
+    out = ops.max_pool2d(Tensor(np.zeros((1, 1, 5, 5))), 4, 1, padding="same")
+    assert out.shape == (1, 1, 5, 5)
+
+
+# ------------------------------------------------------------------------------------------- the engine
+def test_reused_node_accumulates():
+    x = Tensor(np.array([3.0]), requires_grad=True)
+    y = x * x + x  # x used three times
+    y.backward(np.ones(1))
+    np.testing.assert_allclose(x.grad, [7.0])
+
+
+def test_leaf_grads_accumulate_and_intermediate_grads_reset():
+    x = Tensor(np.array([2.0]), requires_grad=True)
+    hidden = x * 3
+    out = (hidden * hidden).sum()
+    out.backward()
+    out.backward()
+    np.testing.assert_allclose(x.grad, [2 * 36.0])  # the leaf adds up over two calls
+    np.testing.assert_allclose(hidden.grad, [12.0])  # the intermediate is recomputed, not doubled
+
+
+def test_deep_graph_has_no_recursion_limit():
+    x = Tensor(np.array(1.0), requires_grad=True)
+    y = x
+    for _ in range(20000):
+        y = y * 1.0001
+    y.backward()
+    assert x.grad == pytest.approx(1.0001 ** 20000)
+
+
+def test_no_grad_and_detach():
+    x = Tensor(np.ones(3), requires_grad=True)
+    with no_grad():
+        y = x * 2
+    assert not y.requires_grad and y._parents == ()
+    z = (x.detach() * x).sum()
+    z.backward()
+    np.testing.assert_allclose(x.grad, np.ones(3))  # d/dx (c·x) with c = x held constant
+
+
+def test_backward_needs_scalar_or_gradient():
+    x = Tensor(np.ones(3), requires_grad=True)
+    with pytest.raises(RuntimeError, match="scalar"):
+        (x * 2).backward()
+
+
+def test_gradcheck_detects_a_wrong_backward():
+    def wrong_square(a):
+        def backward(g):
+            from minimal.autodiff.tensor import accumulate_grad
+            accumulate_grad(a, g * a.data)  # should be 2·a
+        return Tensor.from_op(a.data ** 2, (a,), backward)
+
+    with pytest.raises(GradcheckError, match="input 0"):
+        gradcheck(wrong_square, values((3,), 0))

@@ -1,0 +1,134 @@
+"""The training CLI: argument errors, a full run on a tiny synthetic task, NaN handling, and the real F-MNIST
+run on a two-step budget when the data is installed."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from minimal import train as train_module
+from minimal.data.common import Split, TaskData
+from minimal.nn.layers import Linear
+from minimal.nn.module import Module, load_checkpoint
+from minimal.tasks import TASKS, Task
+
+
+class TinyNet(Module):
+    def __init__(self, rng):
+        self.fc = Linear(4, 3, rng)
+
+    def forward(self, x, params=None):
+        p = self.parameter_dict(params)
+        return x @ p["fc.weight"] + p["fc.bias"]
+
+
+def tiny_data(data_dir, seed):
+    """Three linearly separable blobs in 4-D."""
+    rng = np.random.default_rng(seed)
+    centres = np.eye(3, 4, dtype=np.float32) * 4
+
+    def split(n):
+        y = rng.integers(0, 3, n)
+        return Split((centres[y] + rng.standard_normal((n, 4))).astype(np.float32), y)
+    return TaskData(split(300), split(60), split(60), ("a", "b", "c"), "synthetic blobs")
+
+
+@pytest.fixture
+def tiny_task(monkeypatch):
+    task = Task("tiny", "three blobs", tiny_data, TinyNet, epochs=3, lr=0.05, lr_drop_epoch=2, batch_size=30)
+    monkeypatch.setitem(TASKS, "tiny", task)
+    return task
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "minimal.train", *args], capture_output=True, text=True,
+                          timeout=600)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--task", "nope"], "invalid choice: 'nope'"),
+    (["--task", "fmnist", "--method", "magic"], "invalid choice: 'magic'"),
+    (["--task", "fmnist", "--epochs", "0"], "must be a positive integer"),
+    (["--task", "fmnist", "--lr", "nan"], "must be a positive number"),
+])
+def test_bad_arguments_give_one_line_and_exit_2(args, message):
+    result = run_cli(*args)
+    assert result.returncode == 2
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_help_lists_every_option():
+    result = run_cli("--help")
+    assert result.returncode == 0
+    for option in ["--task", "--method", "--epochs", "--max-steps", "--batch-size", "--lr", "--seed", "--out",
+                   "fmnist", "standard"]:
+        assert option in result.stdout
+
+
+def test_training_run_learns_and_writes_checkpoint(tiny_task, tmp_path):
+    args = train_module.build_parser().parse_args(["--task", "tiny", "--out", str(tmp_path / "run")])
+    meta = train_module.train(train_module.resolve_settings(args), log=lambda *_: None)
+    assert meta["test_acc"] > 0.9
+    assert [h["lr"] for h in meta["history"]] == [0.05, 0.05, 0.005]
+    state, saved = load_checkpoint(tmp_path / "run")
+    assert saved["test_acc"] == meta["test_acc"] and saved["best_epoch"] in (1, 2, 3)
+    assert set(state) == {"fc.weight", "fc.bias"}
+
+
+def test_same_seed_same_model(tiny_task, tmp_path):
+    metas = []
+    for name in ["a", "b"]:
+        args = train_module.build_parser().parse_args(["--task", "tiny", "--out", str(tmp_path / name)])
+        metas.append(train_module.train(train_module.resolve_settings(args), log=lambda *_: None))
+    a, _ = load_checkpoint(tmp_path / "a")
+    b, _ = load_checkpoint(tmp_path / "b")
+    np.testing.assert_array_equal(a["fc.weight"], b["fc.weight"])
+
+
+def test_max_steps_budget(tiny_task, tmp_path):
+    args = train_module.build_parser().parse_args(["--task", "tiny", "--max-steps", "4", "--out",
+                                                   str(tmp_path / "run")])
+    meta = train_module.train(train_module.resolve_settings(args), log=lambda *_: None)
+    assert [h["steps"] for h in meta["history"]] == [4]
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_task, tmp_path, monkeypatch, capsys):
+    calls = {"n": 0}
+    standard = train_module.METHODS["standard"]
+
+    def explodes_in_epoch_two(model, x, y, rng, config):
+        calls["n"] += 1
+        return standard(model, x, y, rng, config) if calls["n"] <= 10 else float("nan")
+
+    monkeypatch.setitem(train_module.METHODS, "standard", explodes_in_epoch_two)
+    out = tmp_path / "run"
+    code = train_module.main(["--task", "tiny", "--out", str(out)])
+    assert code == train_module.EXIT_DIVERGED
+    error = capsys.readouterr().err
+    assert "loss became nan at epoch 2" in error and "last good checkpoint (epoch 1" in error
+    state, meta = load_checkpoint(out)
+    assert meta["best_epoch"] == 1 and np.all(np.isfinite(state["fc.weight"]))
+
+
+def test_missing_data_is_one_clear_line(tmp_path, monkeypatch):
+    from minimal.data import fmnist
+    monkeypatch.setenv("MINIMAL_DATA", str(tmp_path))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    result = run_cli("--task", "fmnist", "--data-dir", str(tmp_path / "empty"), "--out", str(tmp_path / "o"))
+    assert result.returncode == train_module.EXIT_DATA
+    assert result.stderr.startswith("error:") and "fmnist" in result.stderr.lower()
+
+
+FMNIST_INSTALLED = os.path.isdir("/usr/share/datasets/fashion-mnist")
+
+
+@pytest.mark.skipif(not FMNIST_INSTALLED, reason="Debian package dataset-fashion-mnist not installed")
+def test_real_fmnist_two_steps_end_to_end(tmp_path):
+    result = run_cli("--task", "fmnist", "--max-steps", "2", "--out", str(tmp_path / "run"))
+    assert result.returncode == 0, result.stderr
+    assert "test accuracy" in result.stdout
+    meta = json.loads((tmp_path / "run" / "meta.json").read_text())
+    assert meta["task"] == "fmnist" and meta["history"][0]["steps"] == 2
+    assert meta["data_source"].endswith("fashion-mnist") and 0 <= meta["test_acc"] <= 1
