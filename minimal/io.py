@@ -23,11 +23,18 @@ def atomic_write_bytes(path, payload: bytes):
             f.write(payload)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp_path, 0o666 & ~_current_umask())  # mkstemp makes files private; use the usual mode
         os.replace(tmp_path, path)
     except BaseException:
         if os.path.exists(tmp_path):
             os.remove(tmp_path)
         raise
+
+
+def _current_umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def atomic_save_npz(path, arrays: dict, compressed=True):

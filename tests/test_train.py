@@ -112,13 +112,16 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_task, tmp_path, monk
     assert meta["best_epoch"] == 1 and np.all(np.isfinite(state["fc.weight"]))
 
 
-def test_missing_data_is_one_clear_line(tmp_path, monkeypatch):
+def test_missing_data_is_one_clear_line(tmp_path, monkeypatch, capsys):
     from minimal.data import fmnist
     monkeypatch.setenv("MINIMAL_DATA", str(tmp_path))
     monkeypatch.setenv("HOME", str(tmp_path))
-    result = run_cli("--task", "fmnist", "--data-dir", str(tmp_path / "empty"), "--out", str(tmp_path / "o"))
-    assert result.returncode == train_module.EXIT_DATA
-    assert result.stderr.startswith("error:") and "fmnist" in result.stderr.lower()
+    monkeypatch.setattr(fmnist, "DEBIAN_DIR", str(tmp_path / "no-debian-package"))
+    code = train_module.main(["--task", "fmnist", "--out", str(tmp_path / "out")])
+    error = capsys.readouterr().err
+    assert code == train_module.EXIT_DATA
+    assert error.startswith("error:") and "dataset-fashion-mnist" in error and len(error.splitlines()) == 1
+    assert not (tmp_path / "out").exists()
 
 
 FMNIST_INSTALLED = os.path.isdir("/usr/share/datasets/fashion-mnist")
