@@ -280,3 +280,21 @@ def test_gradcheck_detects_a_wrong_backward():
 
     with pytest.raises(GradcheckError, match="input 0"):
         gradcheck(wrong_square, values((3,), 0))
+
+
+# ------------------------------------------------------------------------------------------- spiking
+def test_spike_forward_and_eq4_surrogate():
+    v = Tensor(np.array([0.0, 0.5, 0.9, 1.0, 1.2, 2.5, -1.0]), requires_grad=True)
+    threshold = Tensor(np.array(1.0), requires_grad=True)
+    z = ops.spike(v, threshold, dampening=0.3)
+    np.testing.assert_array_equal(z.data, [0, 0, 0, 0, 1, 1, 0])  # strictly above the threshold
+    z.backward(np.ones(7))
+    expected = 0.3 * np.maximum(1 - np.abs((v.data - 1.0) / 1.0), 0)  # Eq. 4
+    np.testing.assert_allclose(v.grad, expected)
+    np.testing.assert_allclose(threshold.grad, -expected.sum())
+
+
+def test_spike_surrogate_scales_with_the_threshold():
+    v = Tensor(np.array([0.015]), requires_grad=True)
+    ops.spike(v, 0.01, dampening=0.3).backward(np.ones(1))
+    np.testing.assert_allclose(v.grad, 0.3 * max(1 - abs((0.015 - 0.01) / 0.01), 0))

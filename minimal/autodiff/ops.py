@@ -373,3 +373,20 @@ def _pad(a, pads, value):
     def backward(g):
         accumulate_grad(a, g[inner])
     return Tensor.from_op(np.pad(a.data, pads, constant_values=value), (a,), backward)
+
+
+# ---------------------------------------------------------------------------------------------------- spiking
+def spike(v, threshold, dampening=0.3):
+    """z = 1(V > B): a neuron spikes when its membrane potential V exceeds its threshold B.
+
+    The step has zero derivative almost everywhere, so backward uses the surrogate of the paper's Eq. 4,
+        ∂z/∂V = d · max(1 − |(V − B)/B|, 0),      ∂z/∂B = −∂z/∂V   (z depends on V − B only),
+    a triangle of height d (dampening) centred on the threshold. B must be positive.
+    """
+    v, threshold = _pair(v, threshold)
+    surrogate = dampening * np.maximum(1 - np.abs((v.data - threshold.data) / threshold.data), 0)
+
+    def backward(g):
+        accumulate_grad(v, unbroadcast(g * surrogate, v.shape))
+        accumulate_grad(threshold, unbroadcast(-g * surrogate, threshold.shape))
+    return Tensor.from_op((v.data > threshold.data).astype(v.dtype), (v, threshold), backward)
