@@ -5,6 +5,10 @@ Speed figures, measured on this machine (benchmarks report; they are not tests):
   cnn   the paper's CNN at batch 100: one training step (forward, backward, Adam) in ms; the convolution kernels'
         achieved GFLOP/s inside that step beside NumPy's float32 matmul GFLOP/s; and, when PyTorch is installed,
         PyTorch's time for the same step and our/PyTorch ratio (target ≤ 1.5).
+  lsnn  the paper's LSNN (256 neurons, 2 inputs, 100 steps) at batch 100: one BPTT training step in ms with the
+        fused numba kernels (event-driven, and dense for comparison), with the reference path (autodiff ops), and
+        with PyTorch when installed; the ratios (targets: fused ≤ 0.7 × PyTorch, reference ≥ 10 × fused) and the
+        firing rate of the inputs used (spikes per neuron per step).
 
 Each figure is the median over `--repeats` timed runs after warm-up runs (numba compilation is excluded).
 """
@@ -18,6 +22,7 @@ import numpy as np
 from .autodiff import Tensor, ops
 from .kernels import conv as conv_kernels
 from .nn.cnn import CNN
+from .nn.lsnn import LSNN
 from .optim import Adam
 
 
@@ -122,7 +127,105 @@ def bench_cnn(repeats, batch_size=100):
     return results
 
 
-GROUPS = {"cnn": bench_cnn}
+# ---------------------------------------------------------------------------------------------------- LSNN
+def lsnn_batch(batch_size, n_steps, n_inputs, n_classes, seed=0):
+    """Unit-std white noise per input channel (the scale of the normalised ECG and speech inputs), random labels."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((batch_size, n_steps, n_inputs), dtype=np.float32)
+    return x, rng.integers(0, n_classes, batch_size)
+
+
+def our_lsnn_step_seconds(model, x, y, repeats, path="fused"):
+    """One BPTT training step (forward, backward, Adam) with the firing-rate regulariser."""
+    optimizer = Adam(model.parameters(), lr=1e-3)
+
+    def step():
+        logits, rate_loss = model(x, path=path, return_rate_loss=True)
+        loss = ops.cross_entropy(logits, y) + rate_loss
+        model.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return median_seconds(step, repeats)
+
+
+def torch_lsnn_step_seconds(model, x, y, repeats):
+    """The same LSNN, weights and step in PyTorch (CPU), or None when PyTorch is not installed."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    d = model.dampening
+
+    class Spike(torch.autograd.Function):
+        """z = 1(V > B), backward with the surrogate of Eq. 4 (as ops.spike)."""
+        @staticmethod
+        def forward(ctx, v, threshold):
+            ctx.save_for_backward(v, threshold)
+            return (v > threshold).to(v.dtype)
+
+        @staticmethod
+        def backward(ctx, g):
+            v, threshold = ctx.saved_tensors
+            surrogate = d * torch.clamp(1 - torch.abs((v - threshold) / threshold), min=0)
+            return g * surrogate, -g * surrogate
+
+    params = {name: torch.tensor(p.data, requires_grad=True) for name, p in model.named_parameters()}
+    off_diagonal = torch.from_numpy(model.off_diagonal.astype(np.float32))
+    optimizer = torch.optim.Adam(params.values(), lr=1e-3)
+    x, y = torch.from_numpy(x), torch.from_numpy(y)
+
+    def forward():
+        n_batch, n_steps, _ = x.shape
+        current = x @ params["w_in"]
+        w_rec = params["w_rec"] * off_diagonal
+        v = b = z = torch.zeros(n_batch, model.num_hidden)
+        threshold = torch.full((n_batch, model.num_hidden), model.b0)
+        refractory_left = torch.zeros(n_batch, model.num_hidden, dtype=torch.int64)
+        spikes = []
+        for t in range(n_steps):
+            v = model.rho_v * v + (1 - model.rho_v) * (current[:, t] + z @ w_rec) - z * threshold
+            b = model.rho_b * b + (1 - model.rho_b) * z
+            threshold = model.b0 + model.beta * b
+            z = Spike.apply(v, threshold) * (refractory_left == 0)
+            refractory_left = torch.where(z > 0, model.refractory, (refractory_left - 1).clamp(min=0))
+            spikes.append(z)
+        rates = torch.stack(spikes, dim=1).mean(dim=1)
+        rate_loss = 0.001 * ((rates.mean(dim=0) - 0.01) ** 2).mean()
+        return rates @ params["w_out"] + params["b_out"], rate_loss
+
+    def step():
+        optimizer.zero_grad()
+        logits, rate_loss = forward()
+        (torch.nn.functional.cross_entropy(logits, y) + rate_loss).backward()
+        optimizer.step()
+    return median_seconds(step, repeats)
+
+
+def bench_lsnn(repeats, batch_size=100, n_steps=100, n_inputs=2, n_classes=4):
+    """The LSNN's BPTT training step: fused (numba kernels) vs reference (autodiff ops) vs PyTorch, and the fused
+    step with event-driven vs dense kernels. Every run starts from the same initial weights. Targets: fused ≤ 0.7 ×
+    PyTorch, reference ≥ 10 × fused."""
+    x, y = lsnn_batch(batch_size, n_steps, n_inputs, n_classes)
+
+    def fresh_model(event_driven=True):
+        model = LSNN(np.random.default_rng(0), n_inputs, n_classes)
+        model.event_driven = event_driven
+        return model
+    results = {"lsnn_batch_size": batch_size, "lsnn_steps": n_steps,
+               "lsnn_firing_rate": float(fresh_model().record_state(x)["spikes"].mean())}
+    results["lsnn_fused_step_ms"] = 1000 * our_lsnn_step_seconds(fresh_model(), x, y, repeats)
+    results["lsnn_dense_step_ms"] = 1000 * our_lsnn_step_seconds(fresh_model(event_driven=False), x, y, repeats)
+    results["lsnn_event_driven_speedup"] = results["lsnn_dense_step_ms"] / results["lsnn_fused_step_ms"]
+    results["lsnn_reference_step_ms"] = 1000 * our_lsnn_step_seconds(fresh_model(), x, y, repeats, "reference")
+    results["lsnn_reference_over_fused"] = results["lsnn_reference_step_ms"] / results["lsnn_fused_step_ms"]
+    torch_seconds = torch_lsnn_step_seconds(fresh_model(), x, y, repeats)
+    if torch_seconds is not None:
+        results["torch_lsnn_step_ms"] = 1000 * torch_seconds
+        results["lsnn_fused_over_torch"] = results["lsnn_fused_step_ms"] / results["torch_lsnn_step_ms"]
+    return results
+
+
+GROUPS = {"cnn": bench_cnn, "lsnn": bench_lsnn}
 
 
 def print_table(results):

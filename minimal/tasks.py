@@ -29,9 +29,30 @@ def _build_cnn(rng):
     return CNN(rng)
 
 
+def _load_ecg(data_dir, seed):
+    from .data.ecg import load_ecg
+    return load_ecg(data_dir, seed=seed)
+
+
+def _load_speech(data_dir, seed):
+    from .data.speech import load_speech
+    return load_speech(data_dir, seed=seed)
+
+
+def _build_lsnn(num_inputs, num_classes):
+    def build(rng):
+        from .nn.lsnn import LSNN
+        return LSNN(rng, num_inputs, num_classes)
+    return build
+
+
 TASKS = {
     "fmnist": Task("fmnist", "Fashion-MNIST with the paper's CNN", _load_fmnist, _build_cnn,
                    epochs=8, lr=1e-3, lr_drop_epoch=6),
+    "ecg": Task("ecg", "MIT-BIH ECG beats (N, L, R, V) with the paper's LSNN", _load_ecg, _build_lsnn(2, 4),
+                epochs=20, lr=1e-3, lr_drop_epoch=15),
+    "speech": Task("speech", "Speech Commands (6 words, MFCC) with the paper's LSNN", _load_speech,
+                   _build_lsnn(40, 6), epochs=20, lr=1e-3, lr_drop_epoch=15),
 }
 
 

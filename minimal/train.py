@@ -16,7 +16,7 @@ from .data.common import DataNotFoundError, iterate_minibatches
 from .metrics import accuracy
 from .nn.module import load_checkpoint, save_checkpoint
 from .optim import Adam, PiecewiseConstant
-from .robust.methods import METHODS
+from .robust.methods import METHOD_DEFAULTS, METHODS, hyperparameters
 from .tasks import TASKS, model_rng
 
 EXIT_USAGE, EXIT_DATA, EXIT_DIVERGED = 2, 1, 3
@@ -44,21 +44,41 @@ def positive_float(text):
 
 
 def build_parser():
-    parser = OneLineErrorParser(prog="python -m minimal.train", description=__doc__.split("\n\n")[1],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = OneLineErrorParser(prog="python -m minimal.train", description=__doc__.split("\n\n")[1])
     parser.add_argument("--task", required=True, choices=sorted(TASKS),
                         help="; ".join(f"{t.name}: {t.description}" for t in TASKS.values()))
-    parser.add_argument("--method", default="standard", choices=sorted(METHODS), help="training method")
+    parser.add_argument("--method", default="standard", choices=sorted(METHODS),
+                        help="training method (default: standard)")
     parser.add_argument("--epochs", type=positive_int, help="epochs (default: the task's)")
     parser.add_argument("--max-steps", type=positive_int, help="stop after this many optimiser steps in total")
     parser.add_argument("--batch-size", type=positive_int, help="minibatch size (default: the task's)")
     parser.add_argument("--lr", type=positive_float, help="Adam learning rate (default: the task's)")
     parser.add_argument("--lr-drop-epoch", type=int,
                         help="from this epoch on use lr/10 (default: the task's; negative: never)")
-    parser.add_argument("--seed", type=int, default=0, help="seed for initialisation, data split and shuffling")
+    parser.add_argument("--seed", type=int, default=0, help="seed for initialisation, data split and shuffling (default: 0)")
     parser.add_argument("--data-dir", help="folder with the task's data (default: search the usual places)")
     parser.add_argument("--out", help="output folder (default: runs/<task>-<method>-seed<seed>)")
+    add_method_options(parser)
     return parser
+
+
+def add_method_options(parser):
+    """One option per method hyperparameter (--beta-rob, --zeta-attack, …); unset means the method's default."""
+    group = parser.add_argument_group("method hyperparameters (default: the paper's value for the method/task)")
+    defaults = {}
+    for method, names in METHOD_DEFAULTS.items():
+        for name, value in names.items():
+            defaults.setdefault(name, (value, []))[1].append(method)
+    for name, (value, methods) in sorted(defaults.items()):
+        kind = {bool: parse_bool, int: positive_int}.get(type(value), float)
+        group.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, default=None,
+                           help=f"used by {', '.join(methods)} (paper: {value})")
+
+
+def parse_bool(text):
+    if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
+        raise argparse.ArgumentTypeError(f"must be true or false, got {text}")
+    return text.lower() in ("true", "1", "yes")
 
 
 def resolve_settings(args):
@@ -73,7 +93,14 @@ def resolve_settings(args):
         "lr": args.lr or task.lr,
         "lr_drop_epoch": drop if drop is not None and drop >= 0 else None,
         "out": args.out or os.path.join("runs", f"{task.name}-{args.method}-seed{args.seed}"),
+        **method_settings(args),
     }
+
+
+def method_settings(args):
+    """The chosen method's hyperparameters: the command line's value, else the paper's default."""
+    config = {name: getattr(args, name) for name in METHOD_DEFAULTS[args.method]}
+    return hyperparameters(args.method, {"task": args.task, **config})
 
 
 def learning_rate_schedule(settings):

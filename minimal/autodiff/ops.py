@@ -337,7 +337,7 @@ def conv2d(x, w, b=None, stride=1, padding=0):
         if w.requires_grad:
             accumulate_grad(w, conv_kernels.conv2d_backward_weight(g, x.data, w.shape[2:], stride, padding))
     y = Tensor.from_op(out, (x, w), backward)
-    return y if b is None else add(y, reshape(b, (1, -1, 1, 1)))
+    return y if b is None else add(y, reshape(as_tensor(b, like=x), (1, -1, 1, 1)))
 
 
 def _same_padding(size, kernel, stride):

@@ -9,6 +9,9 @@
     ReLU, flatten                  -> (N, 1600)
     dense 1600 -> 256, ReLU; dense 256 -> 64, ReLU; dense 64 -> 10 (logits)
 
+Optional dropout (the paper's dropout baseline, p = 0.3): after each of the two hidden dense ReLUs, only in
+training mode and only when `forward` is given an rng for the masks.
+
 `forward(x, params)` reads every weight from `params` (name -> tensor), so the attack can run the same model
 at Θ* and the mismatch sampler at Θ·(1 + ζN) without touching the model's own parameters.
 """
@@ -20,13 +23,15 @@ from .module import Module
 
 
 class CNN(Module):
-    def __init__(self, rng, channels=64, kernel_size=4, hidden=(256, 64), num_classes=10, image_size=28):
+    def __init__(self, rng, channels=64, kernel_size=4, hidden=(256, 64), num_classes=10, image_size=28,
+                 dropout=0.0):
         self.conv1 = Conv2d(1, channels, kernel_size, rng)
         self.conv2 = Conv2d(channels, channels, kernel_size, rng)
         side = self._side_after_blocks(image_size, kernel_size)
         self.fc1 = Linear(channels * side * side, hidden[0], rng)
         self.fc2 = Linear(hidden[0], hidden[1], rng)
         self.fc3 = Linear(hidden[1], num_classes, rng)
+        self.dropout = dropout  # probability of zeroing a hidden dense unit while training (0: no dropout)
 
     @staticmethod
     def _side_after_blocks(side, kernel_size):
@@ -34,15 +39,19 @@ class CNN(Module):
             side = -(-(side - kernel_size + 1) // 2)
         return side
 
-    def forward(self, x, params=None):
-        """Logits of shape (N, 10). params: optional name -> tensor overrides (Θ* or a mismatch draw)."""
+    def forward(self, x, params=None, rng=None):
+        """Logits of shape (N, 10). params: optional name -> tensor overrides (Θ* or a mismatch draw).
+        rng: np.random.Generator for the dropout masks; without it (or in eval mode) there is no dropout."""
         p = self.parameter_dict(params)
         x = self._block(x, p["conv1.weight"], p["conv1.bias"])
         x = self._block(x, p["conv2.weight"], p["conv2.bias"])
         x = ops.flatten(x)
-        x = ops.relu(linear(x, p["fc1.weight"], p["fc1.bias"]))
-        x = ops.relu(linear(x, p["fc2.weight"], p["fc2.bias"]))
+        x = self._dropout(ops.relu(linear(x, p["fc1.weight"], p["fc1.bias"])), rng)
+        x = self._dropout(ops.relu(linear(x, p["fc2.weight"], p["fc2.bias"])), rng)
         return linear(x, p["fc3.weight"], p["fc3.bias"])
+
+    def _dropout(self, x, rng):
+        return x if rng is None else ops.dropout(x, self.dropout, rng, self.training)
 
     @staticmethod
     def _block(x, weight, bias):

@@ -33,6 +33,11 @@ class Module:
     def forward(self, *args, **kwargs):
         raise NotImplementedError
 
+    def logits_and_penalty(self, x, params=None):
+        """The logits and the model's own activity penalty for the training loss (none here: 0; the LSNN adds
+        its firing-rate regulariser)."""
+        return self(x, params), 0.0
+
     def named_parameters(self, prefix=""):
         """Yield (name, Parameter) for this module and its sub-modules, in the order they were assigned."""
         for name, value in vars(self).items():

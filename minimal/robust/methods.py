@@ -1,18 +1,274 @@
 """Training methods: one function per method that fills `p.grad` for every parameter and returns the loss.
 
-Signature of every method: method(model, x, y, rng, config) -> float (the minibatch loss). The training loop
-then calls the optimiser. Later methods (forward noise, the paper's β_rob attack, AWP, …) slot in beside
-`standard` with the same signature.
+Signature of every method: method(model, x, y, rng, config) -> float (the minibatch loss whose gradient was
+filled in). The training loop then calls the optimiser. `rng` (np.random.Generator) is the only source of
+randomness; `config` holds the run's settings, and each method reads its hyperparameters from it through
+`hyperparameters(method, config)`: the value in config if given, else the task's default (TASK_DEFAULTS, from the
+paper), else METHOD_DEFAULTS.
+
+    standard             L_nat = cross-entropy(f(Θ, X), y)
+    forward_noise        L_nat at Θ + η|Θ|·N(0, 1), the noise a constant offset (Murray & Edwards 1994)
+    beta                 the paper: L_nat(Θ) + β_rob · KL(f(Θ, X) ‖ f(A(Θ), X)), A = Algorithm 1's attack
+    forward_noise_beta   both: L_nat with forward noise, plus β_rob · L_rob at the clean Θ
+    dropout              L_nat with dropout (p = 0.3) on the hidden dense layers
+    awp                  adversarial weight perturbation (Wu et al. 2020): gradient of L_nat at the PGA point
+    amp                  adversarial model perturbation (Zheng et al. 2020): same, l2-ball adversary
+    abcd                 adversarial block coordinate descent (Cicek & Soatto 2019)
+    entropy_sgd          Entropy-SGD (Chaudhari et al. 2019): Langevin inner loop, outer gradient Θ − μ
+    sam                  sharpness-aware minimisation (Foret et al. 2021), a modern peer of AWP/AMP
 """
-from ..autodiff import Tensor, ops
+import numpy as np
+
+from ..autodiff import Tensor
+from .attack import cross_entropy_objective, gradient_of, kl_objective, pga_attack, tracked_parameters
+from .jacobian import robustness_loss_and_gradient
+from .losses import cross_entropy_loss
+from .mismatch import parameter_arrays, relative_noise
+
+# ---------------------------------------------------------------------------------------------------- settings
+ATTACK_DEFAULTS = {"zeta_attack": 0.1, "attack_steps": 10, "attack_epsilon": 0.001}  # ζ_attack, N_steps, ε
+
+METHOD_DEFAULTS = {
+    "standard": {},
+    "forward_noise": {"eta_train": 0.3},
+    "beta": {"beta_rob": 0.25, **ATTACK_DEFAULTS},
+    "forward_noise_beta": {"eta_train": 0.3, "beta_rob": 0.1, **ATTACK_DEFAULTS},
+    "dropout": {"dropout": 0.3},
+    "awp": {"awp_gamma": 0.1, "attack_steps": 10, "attack_epsilon": 0.001},
+    "amp": {"amp_epsilon": 0.005, "amp_inner_lr": 1.0, "amp_steps": 1},
+    "abcd": {"abcd_rounds": 2, "abcd_eta_ascent": 0.1, "zeta_attack": 0.1},
+    "entropy_sgd": {"langevin_steps": 10, "langevin_lr": 0.1, "esgd_gamma": 0.01, "esgd_gamma_growth": 0.001,
+                    "langevin_noise": 1e-4, "langevin_average": 0.75, "langevin_momentum": 0.9, "nesterov": True},
+    "sam": {"sam_rho": 0.05},
+}
+
+# Where the paper's value depends on the task (DESIGN §4); the F-MNIST CNN uses METHOD_DEFAULTS.
+TASK_DEFAULTS = {
+    "speech": {"beta": {"beta_rob": 0.5}, "forward_noise_beta": {"beta_rob": 0.5}, "amp": {"amp_epsilon": 0.01}},
+    "ecg": {"amp": {"amp_epsilon": 0.02}},
+}
 
 
+def hyperparameters(method, config):
+    """name -> value for this method: config's value if set (not None), else the task's default, else ours."""
+    task_defaults = TASK_DEFAULTS.get(config.get("task"), {}).get(method, {})
+    settings = {}
+    for name, default in METHOD_DEFAULTS[method].items():
+        value = config.get(name)
+        settings[name] = value if value is not None else task_defaults.get(name, default)
+    return settings
+
+
+# ---------------------------------------------------------------------------------------------------- helpers
+def set_gradients(model, gradients):
+    """p.grad = gradients[name] for every parameter (what the training loop's optimiser reads next)."""
+    for name, p in model.named_parameters():
+        p.grad = np.asarray(gradients[name], dtype=p.dtype)
+
+
+def natural_loss_and_gradients(model, x, y, params):
+    """L_nat = cross-entropy(f(params, X), y) + the model's activity penalty (the LSNN's firing-rate
+    regulariser; 0 for the CNN), and its gradient with respect to params (name -> array)."""
+    tensors = tracked_parameters(model, params)
+    logits, penalty = model.logits_and_penalty(Tensor(x), tensors)
+    loss = cross_entropy_loss(logits, y) + penalty
+    loss.backward()
+    return loss.item(), {name: gradient_of(tensors[name]) for name in params}
+
+
+def with_forward_noise(theta, eta, rng):
+    """Θ + η|Θ|·N(0, 1) per entry, drawn as Θ·(1 + η·N(0, 1)) (the same distribution: N is symmetric)."""
+    return {name: relative_noise(value, eta, rng) for name, value in theta.items()}
+
+
+def adversarial_robustness(model, x, rng, settings):
+    """L_rob = KL(f(Θ, X) ‖ f(A(Θ), X)) and ∇_Θ L_rob, with A the attack of Algorithm 1 at the model's Θ."""
+    result = pga_attack(model, x, kl_objective(model, x), rng, zeta=settings["zeta_attack"],
+                        num_steps=settings["attack_steps"], epsilon=settings["attack_epsilon"])
+    return robustness_loss_and_gradient(model, x, result)
+
+
+def weighted_sum(a, b, weight):
+    """a + weight·b, entry by entry, for two dicts name -> array."""
+    return {name: a[name] + weight * b[name] for name in a}
+
+
+# ---------------------------------------------------------------------------------------------------- methods
 def standard(model, x, y, rng, config):
     """Plain empirical risk minimisation: L_nat = cross-entropy(f(Θ, X), y)."""
-    loss = ops.cross_entropy(model(Tensor(x)), y)
+    loss, gradients = natural_loss_and_gradients(model, x, y, parameter_arrays(model))
+    set_gradients(model, gradients)
+    return loss
+
+
+def forward_noise(model, x, y, rng, config):
+    """L_nat at Θ + η_train|Θ|·N(0, 1), fresh noise every step. The noise is a constant offset, not
+    differentiated (as the authors' stop_gradient), so ∇_Θ is simply the gradient at the noisy point."""
+    settings = hyperparameters("forward_noise", config)
+    noisy = with_forward_noise(parameter_arrays(model), settings["eta_train"], rng)
+    loss, gradients = natural_loss_and_gradients(model, x, y, noisy)
+    set_gradients(model, gradients)
+    return loss
+
+
+def beta(model, x, y, rng, config):
+    """The paper's method: L_gen = L_nat(Θ) + β_rob · L_rob(Θ, A(Θ)), Θ* = A(Θ) from Algorithm 1 on the KL
+    boundary loss, ∇_Θ L_rob through the diagonal Jacobian (jacobian.py)."""
+    settings = hyperparameters("beta", config)
+    natural_loss, natural_gradients = natural_loss_and_gradients(model, x, y, parameter_arrays(model))
+    robust_loss, robust_gradients = adversarial_robustness(model, x, rng, settings)
+    set_gradients(model, weighted_sum(natural_gradients, robust_gradients, settings["beta_rob"]))
+    return natural_loss + settings["beta_rob"] * robust_loss
+
+
+def forward_noise_beta(model, x, y, rng, config):
+    """L_nat at Θ + η|Θ|·N(0, 1) (noise constant, as forward_noise) + β_rob · L_rob at the clean Θ.
+
+    Only L_nat is noisy: the KL's reference f(Θ, X) and the attack's starting point and box use the clean Θ,
+    as in the authors' code (BPTT-Lipschitzness `loss_jax.py`, Rockpool `adversarial_loss`).
+    """
+    settings = hyperparameters("forward_noise_beta", config)
+    noisy = with_forward_noise(parameter_arrays(model), settings["eta_train"], rng)
+    natural_loss, natural_gradients = natural_loss_and_gradients(model, x, y, noisy)
+    robust_loss, robust_gradients = adversarial_robustness(model, x, rng, settings)
+    set_gradients(model, weighted_sum(natural_gradients, robust_gradients, settings["beta_rob"]))
+    return natural_loss + settings["beta_rob"] * robust_loss
+
+
+def dropout(model, x, y, rng, config):
+    """L_nat with dropout: the model's forward zeroes hidden units with probability p (masks from rng)."""
+    if not hasattr(model, "dropout"):
+        raise ValueError(f"the dropout method needs a model with a dropout option (e.g. CNN(rng, dropout=0.3)); "
+                         f"{type(model).__name__} has none")
+    model.dropout = hyperparameters("dropout", config)["dropout"]  # the rate lives on the model, used by forward
+    loss = cross_entropy_loss(model(Tensor(x), rng=rng), y)
     model.zero_grad()
     loss.backward()
     return loss.item()
 
 
-METHODS = {"standard": standard}
+def awp(model, x, y, rng, config):
+    """AWP, adapted to mismatch as in the paper: PGA on the task loss L_nat (Algorithm 1's loop, objective
+    cross-entropy) in the magnitude-relative box |ΔΘ| ≤ γ|Θ|; the gradient of L_nat at Θ + ΔΘ is applied to Θ
+    (ΔΘ treated as a constant). Returns L_nat at Θ + ΔΘ."""
+    settings = hyperparameters("awp", config)
+    result = pga_attack(model, x, cross_entropy_objective(y), rng, zeta=settings["awp_gamma"],
+                        num_steps=settings["attack_steps"], epsilon=settings["attack_epsilon"])
+    loss, gradients = natural_loss_and_gradients(model, x, y, result.theta_star)
+    set_gradients(model, gradients)
+    return loss
+
+
+def amp(model, x, y, rng, config):
+    """AMP, not adapted (as in the paper): gradient ascent on L_nat, ΔΘ ← ΔΘ + lr_inner·∇L_nat(Θ + ΔΘ), each
+    parameter tensor's ΔΘ projected onto the l2 ball of radius ε (as the AMP authors' code); then the gradient of
+    L_nat at Θ + ΔΘ is applied to Θ (ΔΘ a constant). Returns L_nat at Θ + ΔΘ."""
+    settings = hyperparameters("amp", config)
+    theta = parameter_arrays(model)
+    delta = {name: np.zeros_like(value) for name, value in theta.items()}
+    for _ in range(settings["amp_steps"]):
+        _, gradients = natural_loss_and_gradients(model, x, y, weighted_sum(theta, delta, 1.0))
+        delta = {name: onto_l2_ball(delta[name] + settings["amp_inner_lr"] * gradients[name],
+                                    settings["amp_epsilon"]) for name in theta}
+    loss, gradients = natural_loss_and_gradients(model, x, y, weighted_sum(theta, delta, 1.0))
+    set_gradients(model, gradients)
+    return loss
+
+
+def onto_l2_ball(vector, radius):
+    """The projection of an array onto {‖v‖₂ ≤ radius}: shrink it if it is longer."""
+    length = np.sqrt(np.sum(vector * vector))
+    return vector * min(1.0, radius / (length + 1e-12))
+
+
+def abcd(model, x, y, rng, config):
+    """ABCD, `abcd_rounds` (L) rounds on this minibatch. Each round picks a random half A of the entries
+    (a fair coin per entry), takes one gradient-ascent step on them, Θ_A ← Θ_A + η_A·∇_A L_nat, kept in the box
+    |ΔΘ| ≤ ζ|Θ| (the paper's adaptation to mismatch), and computes the descent gradient of the other half B at
+    the ascended point.
+
+    The ascents change the model's weights right away (they stay, as in ABCD). The descents are the optimiser's
+    job, and our training loop steps once per minibatch: the L rounds' half-B gradients are summed into p.grad
+    and applied together in that one step, instead of one descent step after every round.
+    """
+    settings = hyperparameters("abcd", config)
+    if settings["abcd_rounds"] < 1:
+        raise ValueError(f"abcd_rounds must be at least 1, got {settings['abcd_rounds']}")
+    descent = {name: np.zeros_like(p.data) for name, p in model.named_parameters()}
+    for _ in range(settings["abcd_rounds"]):
+        theta = parameter_arrays(model)
+        ascend = {name: rng.random(value.shape) < 0.5 for name, value in theta.items()}   # half A
+        _, gradients = natural_loss_and_gradients(model, x, y, theta)
+        for name, p in model.named_parameters():
+            ascended = theta[name] + settings["abcd_eta_ascent"] * ascend[name] * gradients[name]
+            box = settings["zeta_attack"] * np.abs(theta[name])
+            p.data = np.clip(ascended, theta[name] - box, theta[name] + box).astype(p.dtype)
+        loss, gradients = natural_loss_and_gradients(model, x, y, parameter_arrays(model))
+        descent = {name: descent[name] + np.where(ascend[name], 0, gradients[name]) for name in descent}
+    set_gradients(model, descent)
+    return loss
+
+
+def entropy_sgd(model, x, y, rng, config):
+    """Entropy-SGD (Chaudhari et al. 2019, Algorithm 1), the inner loop on this minibatch, the outer step left to
+    the training loop's optimiser.
+
+    Inner loop, L steps of SGLD on x' (the "sample"), starting at x' = μ = Θ:
+        g  = ∇L_nat(x')          with momentum (and Nesterov's correction)
+        g ← g − γ(Θ − x') + (noise / √(lr'/2))·N(0, 1)        the coupling to Θ, and the Langevin noise
+        x' ← x' − lr'·g;   μ ← a·μ + (1 − a)·x'                μ: running average of the samples
+    Outer gradient: Θ − μ (the gradient of the local entropy, up to the factor γ the learning rate absorbs).
+    Scoping: γ_t = γ0·(1 + γ1)^t grows with t, the number of Entropy-SGD steps this model has taken (counted on
+    the model as `entropy_sgd_step`). The Langevin momentum starts from zero every minibatch, as in the
+    authors' code; the outer momentum/Nesterov is the training loop's optimiser's (Adam in train.py), not here.
+    Returns L_nat at Θ (the first inner step's loss).
+    """
+    settings = hyperparameters("entropy_sgd", config)
+    if settings["langevin_steps"] < 1:
+        raise ValueError(f"langevin_steps must be at least 1, got {settings['langevin_steps']}")
+    step = getattr(model, "entropy_sgd_step", 0)
+    gamma = settings["esgd_gamma"] * (1 + settings["esgd_gamma_growth"]) ** step
+    model.entropy_sgd_step = step + 1
+    theta = parameter_arrays(model)
+    sample = {name: value.copy() for name, value in theta.items()}
+    average = {name: value.copy() for name, value in theta.items()}
+    velocity = {name: np.zeros_like(value) for name, value in theta.items()}
+    for inner_step in range(settings["langevin_steps"]):
+        inner_loss, gradients = natural_loss_and_gradients(model, x, y, sample)
+        if inner_step == 0:
+            loss = inner_loss
+        for name in theta:
+            sample[name], velocity[name] = langevin_step(theta[name], sample[name], gradients[name],
+                                                         velocity[name], gamma, settings, rng)
+            a = settings["langevin_average"]
+            average[name] = a * average[name] + (1 - a) * sample[name]
+    set_gradients(model, {name: theta[name] - average[name] for name in theta})
+    return loss
+
+
+def langevin_step(theta, sample, gradient, velocity, gamma, settings, rng):
+    """One SGLD step of Entropy-SGD's inner loop for one array; returns (new sample, new velocity)."""
+    momentum, lr = settings["langevin_momentum"], settings["langevin_lr"]
+    velocity = momentum * velocity + gradient
+    direction = gradient + momentum * velocity if settings["nesterov"] else velocity
+    noise = settings["langevin_noise"] / np.sqrt(0.5 * lr) * rng.standard_normal(theta.shape)
+    direction = direction - gamma * (theta - sample) + noise
+    return (sample - lr * direction).astype(theta.dtype), velocity
+
+
+def sam(model, x, y, rng, config):
+    """SAM: ε̂ = ρ·g/‖g‖₂ with g = ∇L_nat(Θ) (one norm over all parameters), then the gradient of L_nat at
+    Θ + ε̂ applied to Θ. Returns L_nat at Θ + ε̂."""
+    settings = hyperparameters("sam", config)
+    theta = parameter_arrays(model)
+    _, gradients = natural_loss_and_gradients(model, x, y, theta)
+    length = np.sqrt(sum(np.sum(g * g) for g in gradients.values()))
+    perturbed = weighted_sum(theta, gradients, settings["sam_rho"] / (length + 1e-12))
+    loss, gradients = natural_loss_and_gradients(model, x, y, perturbed)
+    set_gradients(model, gradients)
+    return loss
+
+
+METHODS = {"standard": standard, "forward_noise": forward_noise, "beta": beta,
+           "forward_noise_beta": forward_noise_beta, "dropout": dropout, "awp": awp, "amp": amp, "abcd": abcd,
+           "entropy_sgd": entropy_sgd, "sam": sam}

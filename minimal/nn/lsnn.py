@@ -1,0 +1,181 @@
+"""The paper's spiking RNN: an LSNN (Bellec et al. 2018) with spike-frequency adaptation (Supplementary Eq. 3, 4).
+
+    x (N, T, C_in)                 inputs, e.g. the two ECG leads (about unit std per channel)
+    recurrence over t (Eq. 3)      spikes z (N, T, H) ∈ {0, 1}, H = 256 adaptive LIF neurons
+    r = mean_t z_t                 (N, H)  firing rate of every neuron, in spikes per step
+    logits = r W_out + b_out       (N, classes); the loss applies the softmax
+
+Per step, with states starting at 0 (V_t, b_t below are the paper's V_{t+1}, b_{t+1}: the input x_t can already
+cause the spike z_t):
+
+    V_t = ρ_V V_{t−1} + (1 − ρ_V)(x_t W_in + z_{t−1} W_rec) − z_{t−1} B_{t−1}    ρ_V = exp(−dt/τ_mem)
+    b_t = ρ_b b_{t−1} + (1 − ρ_b) z_{t−1}                                       ρ_b = exp(−dt/τ_adapt)
+    B_t = b0 + β b_t                                                            adaptive threshold
+    z_t = 1(V_t > B_t), but 0 while refractory: a neuron that spikes at t is silent at t+1 … t+refractory
+
+The spike's derivative is the surrogate of Eq. 4, ∂z_t/∂V_t = d·max(1 − |(V_t − B_t)/B_t|, 0) (ops.spike).
+W_rec's diagonal (a neuron's synapse onto itself) is fixed at 0: the forward pass multiplies W_rec by an
+off-diagonal mask, so the diagonal also gets zero gradient and never moves during training.
+
+Two implementations of the same recurrence, tested equal (values and every gradient):
+  path="reference"  step by step from autodiff ops, the version to read next to Eq. 3; backward = the engine.
+  path="fused"      one op: a numba kernel over time and a hand-written BPTT kernel (minimal/kernels/lsnn.py);
+                    the default, for training.
+
+`forward(x, params)` reads every weight from `params` (name -> tensor), so the attack can run the model at Θ*
+and the mismatch sampler at Θ·(1 + ζN) without touching the model's own parameters.
+"""
+import numba
+import numpy as np
+
+from ..autodiff import Tensor, ops
+from ..autodiff.tensor import accumulate_grad
+from ..kernels import lsnn as kernels
+from .layers import glorot_normal, linear
+from .module import Module, Parameter
+
+TARGET_RATE = 10 / 1000  # 10 Hz at dt = 1 ms, in spikes per step
+RATE_REGULARISATION = 0.001
+
+
+class LSNN(Module):
+    """One recurrent layer of adaptive spiking neurons and a dense readout of their firing rates.
+
+    Parameters (the attack perturbs them by these names): w_in (C_in, H), w_rec (H, H), w_out (H, classes),
+    b_out (classes,).
+
+    Initialisation, chosen so that neurons fire at a few percent of steps on inputs of unit std per channel:
+    W_in and W_rec ~ N(0, 1/fan_in) (as Bellec et al.), so the input current x_t W_in has std ≈ 1 whatever C_in is.
+    A neuron whose current stays near a positive value I fires at a rate r with r·B ≈ (1 − ρ_V) I (the charge
+    flowing in equals the charge removed by the resets). The threshold starts tiny (b0 = 0.01) but grows with
+    the rate, B ≈ b0 + β r, so 2r² ≈ 0.05 I: I ≈ 1 gives r ≈ 0.15, I ≈ 0.1 gives r ≈ 0.05, and neurons with a
+    negative current stay silent. Measured at initialisation: 6% of neurons fire per step on unit-std white noise
+    (2 or 40 channels) and 7% on the normalised ECG beats. W_out is Glorot normal, b_out 0.
+    """
+
+    def __init__(self, rng, num_inputs, num_classes, num_hidden=256, dt=1.0, tau_mem=20.0, tau_adapt=98.0,
+                 beta=2.0, b0=0.01, refractory=2, dampening=0.3, dtype=np.float32):
+        self.w_in = Parameter((rng.standard_normal((num_inputs, num_hidden)) / np.sqrt(num_inputs)).astype(dtype))
+        w_rec = rng.standard_normal((num_hidden, num_hidden)) / np.sqrt(num_hidden)
+        np.fill_diagonal(w_rec, 0)
+        self.w_rec = Parameter(w_rec.astype(dtype))
+        self.w_out = Parameter(glorot_normal((num_hidden, num_classes), num_hidden, num_classes, rng, dtype))
+        self.b_out = Parameter(np.zeros(num_classes, dtype=dtype))
+        self.off_diagonal = ~np.eye(num_hidden, dtype=bool)
+        self.num_inputs, self.num_hidden = num_inputs, num_hidden
+        self.rho_v, self.rho_b = np.exp(-dt / tau_mem), np.exp(-dt / tau_adapt)
+        self.beta, self.b0, self.refractory, self.dampening = beta, b0, refractory, dampening
+        self.event_driven = True  # fused kernels skip the work on silent neurons; False: dense (for the benchmark)
+
+    def forward(self, x, params=None, path="fused", return_rate_loss=False):
+        """Logits (N, classes) for inputs x (N, T, C_in).
+
+        params           : optional name -> tensor overrides (Θ* or a mismatch draw); the model is not changed
+        path             : "fused" (numba kernels) or "reference" (composed autodiff ops); same result
+        return_rate_loss : also return the firing-rate regulariser, for `loss = cross_entropy + rate_loss`
+        """
+        p = self.checked_parameters(params)
+        x = self.checked_input(x)
+        w_rec = ops.mul(p["w_rec"], self.off_diagonal)
+        if path == "fused":
+            spikes = self.fused_spikes(x, p["w_in"], w_rec)
+        elif path == "reference":
+            spikes = self.reference_spikes(x, p["w_in"], w_rec)
+        else:
+            raise ValueError(f"unknown LSNN path {path!r}; choose 'fused' or 'reference'")
+        rates = ops.mean(spikes, axis=1)
+        logits = linear(rates, p["w_out"], p["b_out"])
+        return (logits, firing_rate_loss(rates)) if return_rate_loss else logits
+
+    def logits_and_penalty(self, x, params=None):
+        """Logits and the firing-rate regulariser, the two parts of the LSNN's training loss."""
+        return self(x, params, return_rate_loss=True)
+
+    def checked_parameters(self, overrides):
+        """name -> tensor with the overrides applied, after checking every shape (the kernels do not check)."""
+        p = self.parameter_dict(overrides)
+        for name, own in self.named_parameters():
+            if np.shape(p[name]) != own.shape:
+                raise ValueError(f"LSNN parameter {name!r} must have shape {own.shape}, got {np.shape(p[name])}")
+        return p
+
+    def checked_input(self, x):
+        """x as a Tensor, after checking it is (batch, time, C_in)."""
+        x = ops.as_tensor(x)
+        if x.ndim != 3 or x.shape[2] != self.num_inputs:
+            raise ValueError(f"LSNN input must have shape (batch, time, {self.num_inputs}), got {x.shape}")
+        return x
+
+    # ------------------------------------------------------------------------------------------- reference path
+    def reference_spikes(self, x, w_in, w_rec):
+        """Spikes z (N, T, H) of Eq. 3, one time step at a time from autodiff ops (BPTT = the engine's backward)."""
+        n_batch, n_steps, _ = x.shape
+        n_hidden = self.num_hidden
+        zeros = np.zeros((n_batch, n_hidden), dtype=np.result_type(x.dtype, w_rec.dtype))
+        v, b, z = Tensor(zeros), Tensor(zeros), Tensor(zeros)   # V_{−1}, b_{−1}, z_{−1}
+        threshold = Tensor(zeros + self.b0)                      # B_{−1} (unused: z_{−1} = 0)
+        refractory_left = np.zeros((n_batch, n_hidden), dtype=np.int64)
+        spikes = []
+        for t in range(n_steps):
+            synaptic = x[:, t] @ w_in + z @ w_rec
+            v = self.rho_v * v + (1 - self.rho_v) * synaptic - z * threshold
+            b = self.rho_b * b + (1 - self.rho_b) * z
+            threshold = self.b0 + self.beta * b
+            allowed = refractory_left == 0                         # m_t, a constant: no gradient through it
+            z = ops.spike(v, threshold, self.dampening) * allowed
+            refractory_left = np.where(z.data > 0, self.refractory, np.maximum(refractory_left - 1, 0))
+            spikes.append(ops.reshape(z, (n_batch, 1, n_hidden)))
+        return ops.concatenate(spikes, axis=1)
+
+    # ------------------------------------------------------------------------------------------- fused path
+    def fused_spikes(self, x, w_in, w_rec):
+        """The same spikes from one op: the numba forward kernel, and the BPTT kernel as its backward."""
+        x, w_in, w_rec = (ops.as_tensor(a) for a in (x, w_in, w_rec))
+        arrays = contiguous_common_dtype(x.data, w_in.data, w_rec.data)
+        v, threshold, spikes, allowed = self.run_kernel(*arrays)
+        c = self.kernel_constants(spikes.dtype)
+
+        def backward(g):
+            n_chunks = min(numba.get_num_threads(), len(g))
+            grad_x, grad_w_in, grad_w_rec = kernels.lsnn_backward(
+                np.ascontiguousarray(g, dtype=spikes.dtype), *arrays, v, threshold, spikes, allowed,
+                c["rho_v"], c["rho_b"], c["beta"], c["dampening"], n_chunks, self.event_driven)
+            accumulate_grad(x, grad_x)
+            accumulate_grad(w_in, grad_w_in)
+            accumulate_grad(w_rec, grad_w_rec)
+        return Tensor.from_op(spikes, (x, w_in, w_rec), backward)
+
+    def run_kernel(self, x, w_in, w_rec):
+        """The forward kernel on arrays: (V, B, z, refractory mask m), each (N, T, H)."""
+        x, w_in, w_rec = contiguous_common_dtype(x, w_in, w_rec)
+        c = self.kernel_constants(x.dtype)
+        return kernels.lsnn_forward(x, w_in, w_rec, c["rho_v"], c["rho_b"], c["b0"], c["beta"], self.refractory,
+                                    self.event_driven)
+
+    def kernel_constants(self, dtype):
+        """ρ_V, ρ_b, b0, β, d as scalars of the data's dtype (so float32 arrays stay float32 inside the kernels)."""
+        scalar = np.dtype(dtype).type
+        return {"rho_v": scalar(self.rho_v), "rho_b": scalar(self.rho_b), "b0": scalar(self.b0),
+                "beta": scalar(self.beta), "dampening": scalar(self.dampening)}
+
+    # ------------------------------------------------------------------------------------------- inspection
+    def record_state(self, x, params=None):
+        """Arrays (N, T, H) of the membrane potential V, threshold B and spikes z, for plots such as the
+        histogram of V relative to B (Fig. S10). No gradient is built."""
+        p = {name: getattr(value, "data", value) for name, value in self.checked_parameters(params).items()}
+        x = self.checked_input(getattr(x, "data", x)).data
+        v, threshold, spikes, _ = self.run_kernel(x, p["w_in"], p["w_rec"] * self.off_diagonal)
+        return {"v": v, "threshold": threshold, "spikes": spikes}
+
+
+def firing_rate_loss(rates, strength=RATE_REGULARISATION, target=TARGET_RATE):
+    """strength · mean over neurons j of (r_j − target)², r_j = neuron j's spikes per step averaged over the batch
+    and time (rates: (N, H) time-averaged spikes). Pulls every neuron toward 10 Hz."""
+    per_neuron = ops.mean(rates, axis=0)
+    return strength * ops.mean((per_neuron - target) ** 2)
+
+
+def contiguous_common_dtype(*arrays):
+    """The arrays as C-contiguous arrays of one dtype (what the numba kernels expect); no copy when they are."""
+    dtype = np.result_type(*arrays)
+    return tuple(np.ascontiguousarray(a, dtype=dtype) for a in arrays)

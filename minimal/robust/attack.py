@@ -1,0 +1,145 @@
+"""Algorithm 1: the adversary A(Θ) = Θ*, projected gradient ascent (PGA) in weight space.
+
+    Θ*_0 = Θ + |Θ| ⊙ ε·R,                    R ~ N(0, 1), ε = 0.001     (a tiny random start)
+    for t = 1 … N_steps:
+        g_t  = ∇_{Θ*} objective(Θ*_{t−1})
+        Θ*_t = clip(Θ*_{t−1} + α ⊙ sign(g_t),  Θ − ζ|Θ|,  Θ + ζ|Θ|)   α = ζ|Θ| / N_steps
+
+sign(g_t) is the steepest-ascent direction in l∞, and the clip is the projection onto the box
+|Θ* − Θ| ≤ ζ|Θ| (the paper's ζ-ellipsoid in l∞): each parameter may move by at most ζ times its own magnitude,
+as mismatch does (Eq. 1). An entry with Θ = 0 has an empty box: it stays exactly 0. The random start matters
+for the KL objective: at Θ* = Θ the KL is at its minimum, its gradient is 0, and sign(g_1) would be noise.
+
+Two objectives, both functions of the logits at Θ*:
+  kl_objective(model, x)         KL(f(Θ, X) ‖ f(Θ*, X)), the boundary loss (Eq. 2), attacked during training;
+                                 f(Θ, X) is computed once and is a constant during the attack
+  cross_entropy_objective(y)     the task loss, attacked at inference (Fig. 3)
+
+The attack works for any Module whose forward is `forward(x, params)`: it evaluates the model at Θ* by passing
+the arrays in, never changing the model. Besides Θ* it returns what the Jacobian dΘ*/dΘ needs (jacobian.py).
+`random_box_attack` is the random perturbation of equal size the paper compares against.
+"""
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..autodiff import Tensor, no_grad
+from .losses import cross_entropy_loss, kl_boundary_loss
+from .mismatch import parameter_arrays
+
+
+# ---------------------------------------------------------------------------------------------------- helpers
+def loss_and_gradients(model, x, loss_of_logits, params):
+    """L = loss_of_logits(f(params, X)) and dL/dparams, for params: name -> array (a subset is fine).
+
+    Every parameter enters as a fresh tensor: those in `params` track gradients, the others are the model's own
+    values as constants. So the model (its Parameters and their .grad) is left untouched.
+    """
+    tensors = tracked_parameters(model, params)
+    loss = loss_of_logits(model(Tensor(x), tensors))
+    loss.backward()
+    return loss.item(), {name: gradient_of(tensors[name]) for name in params}
+
+
+def tracked_parameters(model, params):
+    """name -> Tensor for every parameter of the model: `params` (name -> array) as fresh leaves that track
+    gradients, the others as constants holding the model's own values."""
+    tensors = {name: Tensor(p.data) for name, p in model.named_parameters()}
+    tensors.update({name: Tensor(value, requires_grad=True) for name, value in params.items()})
+    return tensors
+
+
+def gradient_of(tensor):
+    """tensor.grad, or zeros when the loss did not depend on the tensor."""
+    return np.zeros_like(tensor.data) if tensor.grad is None else tensor.grad
+
+
+def kl_objective(model, x):
+    """Θ* ↦ KL(f(Θ, X) ‖ f(Θ*, X)): the training attack's objective, with f(Θ, X) a constant target."""
+    with no_grad():
+        logits_theta = model(Tensor(x))
+    return lambda logits_theta_star: kl_boundary_loss(logits_theta, logits_theta_star)
+
+
+def cross_entropy_objective(labels):
+    """Θ* ↦ cross-entropy(f(Θ*, X), y): the inference attack's objective (it attacks the task directly)."""
+    return lambda logits_theta_star: cross_entropy_loss(logits_theta_star, labels)
+
+
+# ---------------------------------------------------------------------------------------------------- the attack
+@dataclass
+class AttackResult:
+    """Θ* = A(Θ) and what dΘ*/dΘ needs. Every dict maps a parameter name to an array of that parameter's shape.
+
+    clip_edge and signs_since_clip record the projection: where the last clip of an entry put it on the upper
+    (+1) or lower (−1) edge of its box, Θ* = Θ ± ζ|Θ| + α·signs_since_clip; where it was never clipped (0),
+    signs_since_clip equals sign_sum. An entry that ended clipped (on the edge at the end) has clip_edge ±1 and
+    signs_since_clip 0.
+    """
+    theta: dict             # Θ, the attacked parameters
+    theta_star: dict        # Θ* after N_steps steps
+    noise: dict             # R ~ N(0, 1) of the random start Θ*_0 = Θ + |Θ|·ε·R
+    sign_sum: dict          # Σ_t sign(g_t) over all steps (the paper's Jacobian)
+    clip_edge: dict         # +1 / −1: upper / lower box edge at the entry's last clip; 0: never clipped
+    signs_since_clip: dict  # Σ sign(g_t) over the steps after that last clip
+    epsilon: float          # ε
+    zeta: float             # ζ
+    num_steps: int          # N_steps
+    losses: list            # the objective at Θ*_0 … Θ*_{N_steps − 1} (computed anyway for the gradients)
+
+
+def pga_attack(model, x, objective, rng, zeta=0.1, num_steps=10, epsilon=0.001, names=None, on_step=None):
+    """Run Algorithm 1's inner loop from Θ = the model's parameters; return an AttackResult.
+
+    objective : logits -> scalar Tensor, e.g. kl_objective(model, x) or cross_entropy_objective(y)
+    rng       : np.random.Generator for R (the same seed gives the same attack)
+    names     : which parameters to attack (default: all weights and biases, as in the paper)
+    on_step   : optional callback(t, theta_star, signs) after each step t = 1 … N_steps, with Θ*_t and sign(g_t)
+                (name -> array each), e.g. to record the iterates
+    """
+    if num_steps < 1:
+        raise ValueError(f"the attack needs at least one step, got num_steps={num_steps}")
+    theta = parameter_arrays(model, names)
+    noise = {name: rng.standard_normal(value.shape).astype(value.dtype) for name, value in theta.items()}
+    lower = {name: value - zeta * np.abs(value) for name, value in theta.items()}   # Θ − ζ|Θ|
+    upper = {name: value + zeta * np.abs(value) for name, value in theta.items()}   # Θ + ζ|Θ|
+    step_size = {name: zeta * np.abs(value) / num_steps for name, value in theta.items()}  # α
+    theta_star = {name: value + np.abs(value) * epsilon * noise[name] for name, value in theta.items()}  # Θ*_0
+    sign_sum = {name: np.zeros_like(value) for name, value in theta.items()}
+    clip_edge = {name: np.zeros(value.shape, dtype=np.int8) for name, value in theta.items()}
+    signs_since_clip = {name: np.zeros_like(value) for name, value in theta.items()}
+    losses = []
+    for t in range(1, num_steps + 1):
+        loss, gradients = loss_and_gradients(model, x, objective, theta_star)   # g_t at Θ*_{t−1}
+        losses.append(loss)
+        signs = {name: np.sign(gradient) for name, gradient in gradients.items()}  # sign(g_t)
+        for name in theta:
+            moved = theta_star[name] + step_size[name] * signs[name]
+            theta_star[name] = np.clip(moved, lower[name], upper[name])        # projection onto the ζ-box
+            sign_sum[name] += signs[name]
+            clip_edge[name], signs_since_clip[name] = record_clipping(
+                moved, lower[name], upper[name], signs[name], clip_edge[name], signs_since_clip[name])
+        if on_step is not None:
+            on_step(t, dict(theta_star), signs)
+    return AttackResult(theta, theta_star, noise, sign_sum, clip_edge, signs_since_clip, epsilon, zeta, num_steps,
+                        losses)
+
+
+def record_clipping(moved, lower, upper, signs, clip_edge, signs_since_clip):
+    """Update the clip bookkeeping after one step: a clipped entry restarts from its box edge."""
+    above, below = moved > upper, moved < lower
+    clip_edge = np.where(above, 1, np.where(below, -1, clip_edge)).astype(np.int8)
+    signs_since_clip = np.where(above | below, 0, signs_since_clip + signs).astype(signs.dtype)
+    return clip_edge, signs_since_clip
+
+
+def random_box_attack(model, zeta, rng, names=None):
+    """A random perturbation as large as the attack's: every entry moves to Θ + ζ|Θ| or Θ − ζ|Θ| (a fair coin).
+
+    The paper compares its attack with "a random point on the ζ-ellipsoid". In l∞ that set is the box
+    |Θ* − Θ| ≤ ζ|Θ|; we take a random corner of it, so every entry moves by the full ζ|Θ|, the largest move the
+    PGA attack can make. Returns name -> array, to pass as `model(x, params=…)`. Θ = 0 stays 0.
+    """
+    theta = parameter_arrays(model, names)
+    return {name: value + zeta * np.abs(value) * rng.choice([-1, 1], size=value.shape).astype(value.dtype)
+            for name, value in theta.items()}

@@ -1,0 +1,64 @@
+"""Device mismatch (Eq. 1): every attacked parameter becomes Θ_mismatch ~ N(Θ, (ζ|Θ|)²), i.e.
+
+    Θ_mismatch = Θ · (1 + ζ · N(0, 1))          one independent standard normal per entry
+
+so the noise is proportional to each parameter's magnitude (ζ is the "mismatch level"). Supplementary Fig. S4
+contrasts it with noise of constant size, Θ + σ · N(0, 1), which a network can defeat trivially by growing its
+weights; that variant is here too (`noise="constant"`, then `level` is σ).
+
+A draw is a dict name -> array holding only the attacked parameters; pass it as `model(x, params=draw)` and the
+model uses its own values for the rest. `stacked_draws` puts many draws on a leading axis, (draws, *shape) per
+name, for evaluating them in one batched pass. All randomness comes from the `rng` (np.random.Generator) you
+pass: the same seed gives the same draws.
+"""
+import numpy as np
+
+
+def parameter_arrays(model, names=None):
+    """Θ: name -> array (the model's own arrays, not copies) of every parameter, or of those in `names`.
+
+    Mismatch and the attack perturb these; the paper attacks every weight and bias of the CNN and the LSNN, so
+    names=None (all) is the default everywhere.
+    """
+    params = {name: p.data for name, p in model.named_parameters()}
+    if names is None:
+        return params
+    unknown = sorted(set(names) - set(params))
+    if unknown:
+        raise KeyError(f"unknown parameter names {unknown}; the model has {sorted(params)}")
+    return {name: params[name] for name in names}
+
+
+def relative_noise(theta, zeta, rng):
+    """One draw of Eq. 1 for one array: Θ · (1 + ζ · N(0, 1)), in Θ's dtype."""
+    return (theta * (1 + zeta * rng.standard_normal(theta.shape))).astype(theta.dtype)
+
+
+def constant_noise(theta, sigma, rng):
+    """One draw of constant-size noise (Fig. S4) for one array: Θ + σ · N(0, 1), in Θ's dtype."""
+    return (theta + sigma * rng.standard_normal(theta.shape)).astype(theta.dtype)
+
+
+NOISE_MODELS = {"relative": relative_noise, "constant": constant_noise}
+
+
+def mismatch_draws(model, level, num_draws, rng, names=None, noise="relative"):
+    """Yield `num_draws` perturbed parameter dicts, one at a time (memory-friendly for big models).
+
+    level : ζ for noise="relative" (Eq. 1), σ for noise="constant" (Fig. S4)
+    names : which parameters to perturb (default: all weights and biases)
+    """
+    if noise not in NOISE_MODELS:
+        raise ValueError(f"unknown noise model {noise!r}; choose from {sorted(NOISE_MODELS)}")
+    perturb = NOISE_MODELS[noise]
+    theta = parameter_arrays(model, names)
+    for _ in range(num_draws):
+        yield {name: perturb(value, level, rng) for name, value in theta.items()}
+
+
+def stacked_draws(model, level, num_draws, rng, names=None, noise="relative"):
+    """The same draws as `mismatch_draws` (same rng state, same values), stacked: name -> (num_draws, *shape)."""
+    if num_draws < 1:
+        raise ValueError(f"num_draws must be at least 1, got {num_draws}")
+    draws = list(mismatch_draws(model, level, num_draws, rng, names, noise))
+    return {name: np.stack([draw[name] for draw in draws]) for name in draws[0]}

@@ -1,0 +1,345 @@
+"""Convolution and max-pooling kernels (minimal/kernels/conv.py) against plain NumPy references.
+
+The references below are written for clarity, not speed: a convolution is a sum over the kernel offsets of
+shifted slices of the padded input; a max-pool looks at every window explicitly. Shapes stay tiny so the
+tests also run with NUMBA_DISABLE_JIT=1 (the kernels then execute as plain Python).
+"""
+import contextlib
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from minimal.kernels import conv
+
+SETTINGS = settings(max_examples=30, deadline=None)
+TOLERANCE = {np.float64: dict(rtol=1e-10, atol=1e-10), np.float32: dict(rtol=1e-4, atol=1e-4)}
+
+
+# ------------------------------------------------------------------------------------------- references
+def _padded(x, padding, value=0.0):
+    (ph, pw) = padding
+    return np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=value)
+
+
+def _window_slices(kh, kw, stride, out_hw):
+    """Slices picking, for kernel offset (kh, kw), the input element under every output pixel."""
+    (sh, sw), (oh, ow) = stride, out_hw
+    return (slice(kh, kh + sh * (oh - 1) + 1, sh), slice(kw, kw + sw * (ow - 1) + 1, sw))
+
+
+def ref_conv2d(x, w, stride, padding):
+    """out[n, f, i, j] = sum over c, kh, kw of w[f, c, kh, kw] * x_padded[n, c, i*sh + kh, j*sw + kw]."""
+    xp = _padded(x.astype(np.float64), padding)
+    f, _, kh_size, kw_size = w.shape
+    out_h = (xp.shape[2] - kh_size) // stride[0] + 1
+    out_w = (xp.shape[3] - kw_size) // stride[1] + 1
+    out = np.zeros((x.shape[0], f, out_h, out_w))
+    for kh in range(kh_size):
+        for kw in range(kw_size):
+            rows, cols = _window_slices(kh, kw, stride, (out_h, out_w))
+            out += np.einsum("nchw,fc->nfhw", xp[:, :, rows, cols], w[:, :, kh, kw].astype(np.float64))
+    return out
+
+
+def ref_conv2d_backward_input(g, w, input_hw, stride, padding):
+    """Every output gradient flows back to the inputs its window touched, weighted by the filter."""
+    (h, wd), (ph, pw) = input_hw, padding
+    grad = np.zeros((g.shape[0], w.shape[1], h + 2 * ph, wd + 2 * pw))
+    for kh in range(w.shape[2]):
+        for kw in range(w.shape[3]):
+            rows, cols = _window_slices(kh, kw, stride, g.shape[2:])
+            grad[:, :, rows, cols] += np.einsum("nfhw,fc->nchw", g.astype(np.float64),
+                                                w[:, :, kh, kw].astype(np.float64))
+    return grad[:, :, ph:ph + h, pw:pw + wd]
+
+
+def ref_conv2d_backward_weight(g, x, kernel_hw, stride, padding):
+    """grad_w[f, c, kh, kw] = sum over n, i, j of g[n, f, i, j] * x_padded[n, c, i*sh + kh, j*sw + kw]."""
+    xp = _padded(x.astype(np.float64), padding)
+    grad = np.zeros((g.shape[1], x.shape[1]) + tuple(kernel_hw))
+    for kh in range(kernel_hw[0]):
+        for kw in range(kernel_hw[1]):
+            rows, cols = _window_slices(kh, kw, stride, g.shape[2:])
+            grad[:, :, kh, kw] = np.einsum("nfhw,nchw->fc", g.astype(np.float64), xp[:, :, rows, cols])
+    return grad
+
+
+def ref_pool_size(in_size, kernel, stride, padding, ceil_mode):
+    """Count the windows one by one. floor: the window fits in the padded input. ceil: also a partial last
+    window, as long as the previous window did not already reach the end and it starts before the right
+    padding."""
+    count = 0
+    while True:
+        start = count * stride
+        if ceil_mode:
+            keep = (count == 0 or start - stride + kernel < in_size + 2 * padding) and start < in_size + padding
+        else:
+            keep = start + kernel <= in_size + 2 * padding
+        if not keep:
+            return count
+        count += 1
+
+
+def ref_max_pool2d(x, kernel, stride, padding, ceil_mode):
+    """Every window explicitly: max of its elements inside the input, argmax = first one (row-major)."""
+    n, c, h, w = x.shape
+    out_h = ref_pool_size(h, kernel[0], stride[0], padding[0], ceil_mode)
+    out_w = ref_pool_size(w, kernel[1], stride[1], padding[1], ceil_mode)
+    out = np.empty((n, c, out_h, out_w), dtype=x.dtype)
+    argmax = np.empty((n, c, out_h, out_w), dtype=np.int64)
+    for i in range(out_h):
+        for j in range(out_w):
+            top, left = i * stride[0] - padding[0], j * stride[1] - padding[1]
+            rows = np.arange(max(top, 0), min(top + kernel[0], h))
+            cols = np.arange(max(left, 0), min(left + kernel[1], w))
+            window = x[:, :, rows[:, None], cols[None, :]].reshape(n, c, -1)
+            first = window.argmax(axis=-1)                   # np.argmax returns the first maximum
+            out[:, :, i, j] = window.max(axis=-1)
+            argmax[:, :, i, j] = rows[first // len(cols)] * w + cols[first % len(cols)]
+    return out, argmax
+
+
+def ref_max_pool2d_backward(g, argmax, input_shape):
+    n, c, h, w = input_shape
+    grad = np.zeros((n * c, h * w))
+    planes = np.repeat(np.arange(n * c), argmax[0, 0].size)
+    np.add.at(grad, (planes, argmax.reshape(-1)), g.reshape(-1))
+    return grad.reshape(input_shape)
+
+
+# ------------------------------------------------------------------------------------------- helpers
+@contextlib.contextmanager
+def chunk_bytes(value):
+    """Temporarily set conv.CHUNK_BYTES (tiny values make every sample its own chunk)."""
+    saved = conv.CHUNK_BYTES
+    conv.CHUNK_BYTES = value
+    try:
+        yield
+    finally:
+        conv.CHUNK_BYTES = saved
+
+
+def non_contiguous(a):
+    """The same values as a, seen through a strided view of a bigger array (every other element)."""
+    bigger = np.zeros(a.shape[:-1] + (2 * a.shape[-1],), dtype=a.dtype)
+    bigger[..., ::2] = a
+    view = bigger[..., ::2]
+    assert view.size <= 1 or not view.flags.c_contiguous
+    return view
+
+
+def assert_close(actual, expected, dtype):
+    assert actual.dtype == dtype
+    np.testing.assert_allclose(actual, expected, **TOLERANCE[dtype])
+
+
+@st.composite
+def conv_cases(draw):
+    """A small convolution: shapes, stride, padding, dtype, layout and chunking drawn at random."""
+    n, c, f = draw(st.integers(1, 3)), draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    padding = (draw(st.integers(0, 2)), draw(st.integers(0, 2)))
+    h, w = draw(st.integers(1, 7)), draw(st.integers(1, 7))
+    kh = draw(st.integers(1, h + 2 * padding[0]))
+    kw = draw(st.integers(1, w + 2 * padding[1]))
+    dtype = draw(st.sampled_from([np.float64, np.float32]))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    x = rng.standard_normal((n, c, h, w)).astype(dtype)
+    weight = rng.standard_normal((f, c, kh, kw)).astype(dtype)
+    if draw(st.booleans()):
+        x = non_contiguous(x)
+    if draw(st.booleans()):
+        weight = non_contiguous(weight)
+    chunk = draw(st.sampled_from([1, conv.CHUNK_BYTES]))     # 1 byte: one sample per chunk
+    return x, weight, stride, padding, dtype, chunk, rng
+
+
+@st.composite
+def pool_cases(draw):
+    n, c = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    kernel = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    padding = (draw(st.integers(0, kernel[0] // 2)), draw(st.integers(0, kernel[1] // 2)))
+    h = draw(st.integers(max(1, kernel[0] - 2 * padding[0]), 9))
+    w = draw(st.integers(max(1, kernel[1] - 2 * padding[1]), 9))
+    ceil_mode = draw(st.booleans())
+    dtype = draw(st.sampled_from([np.float64, np.float32]))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    if draw(st.booleans()):   # few distinct values: many ties, so the "first element wins" rule matters
+        x = rng.integers(-2, 3, (n, c, h, w)).astype(dtype)
+    else:
+        x = rng.standard_normal((n, c, h, w)).astype(dtype)
+    if draw(st.booleans()):
+        x = non_contiguous(x)
+    return x, kernel, stride, padding, ceil_mode, dtype, rng
+
+
+# ------------------------------------------------------------------------------------------- convolution
+@SETTINGS
+@given(conv_cases())
+def test_conv2d_forward_and_backwards_match_reference(case):
+    x, w, stride, padding, dtype, chunk, rng = case
+    with chunk_bytes(chunk):
+        out = conv.conv2d_forward(x, w, stride, padding)
+        assert_close(out, ref_conv2d(x, w, stride, padding), dtype)
+        g = rng.standard_normal(out.shape).astype(dtype)
+        if rng.random() < 0.5:
+            g = non_contiguous(g)
+        grad_x = conv.conv2d_backward_input(g, w, x.shape[2:], stride, padding)
+        assert grad_x.shape == x.shape
+        assert_close(grad_x, ref_conv2d_backward_input(g, w, x.shape[2:], stride, padding), dtype)
+        grad_w = conv.conv2d_backward_weight(g, x, w.shape[2:], stride, padding)
+        assert grad_w.shape == w.shape
+        assert_close(grad_w, ref_conv2d_backward_weight(g, x, w.shape[2:], stride, padding), dtype)
+
+
+@SETTINGS
+@given(conv_cases())
+def test_conv2d_backwards_are_adjoints_of_forward(case):
+    """<conv(x, w), g> = <x, backward_input(g)> = <w, backward_weight(g, x)>: conv is linear in x and in w."""
+    x, w, stride, padding, _, chunk, rng = case
+    x, w = x.astype(np.float64), w.astype(np.float64)
+    with chunk_bytes(chunk):
+        out = conv.conv2d_forward(x, w, stride, padding)
+        g = rng.standard_normal(out.shape)
+        inner = np.sum(out * g)
+        grad_x = conv.conv2d_backward_input(g, w, x.shape[2:], stride, padding)
+        grad_w = conv.conv2d_backward_weight(g, x, w.shape[2:], stride, padding)
+    np.testing.assert_allclose(np.sum(x * grad_x), inner, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(np.sum(w * grad_w), inner, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("x_shape, w_shape, stride, padding", [
+    ((1, 1, 5, 5), (1, 1, 5, 5), (1, 1), (0, 0)),     # batch 1, one channel, kernel = input: a 1x1 output
+    ((2, 3, 6, 4), (4, 3, 6, 4), (1, 1), (0, 0)),     # non-square input, kernel = input
+    ((2, 2, 7, 5), (3, 2, 3, 2), (2, 2), (1, 0)),     # non-square kernel, stride 2, padding on one axis
+    ((1, 2, 4, 9), (2, 2, 2, 3), (1, 2), (2, 1)),     # padding wider than the stride
+    ((3, 1, 28, 28), (4, 1, 4, 4), (1, 1), (0, 0)),   # the paper's first layer, few filters
+    ((2, 3, 13, 13), (2, 3, 4, 4), (1, 1), (0, 0)),   # the paper's second layer, few channels
+])
+def test_conv2d_named_shapes(x_shape, w_shape, stride, padding, dtype):
+    rng = np.random.default_rng(0)
+    x, w = rng.standard_normal(x_shape).astype(dtype), rng.standard_normal(w_shape).astype(dtype)
+    with chunk_bytes(1):     # every sample its own chunk
+        out = conv.conv2d_forward(x, w, stride, padding)
+        assert out.shape[2:] == tuple(conv.conv2d_output_size(x_shape[i + 2], w_shape[i + 2], stride[i], padding[i])
+                                      for i in range(2))
+        g = rng.standard_normal(out.shape).astype(dtype)
+        grad_x = conv.conv2d_backward_input(g, w, x_shape[2:], stride, padding)
+        grad_w = conv.conv2d_backward_weight(g, x, w_shape[2:], stride, padding)
+    assert_close(out, ref_conv2d(x, w, stride, padding), dtype)
+    assert_close(grad_x, ref_conv2d_backward_input(g, w, x_shape[2:], stride, padding), dtype)
+    assert_close(grad_w, ref_conv2d_backward_weight(g, x, w_shape[2:], stride, padding), dtype)
+
+
+def test_conv2d_accepts_int_stride_and_padding_and_mixed_dtypes():
+    rng = np.random.default_rng(1)
+    x, w = rng.standard_normal((2, 2, 6, 6)), rng.standard_normal((3, 2, 3, 3)).astype(np.float32)
+    out = conv.conv2d_forward(x, w, 2, 1)
+    assert out.dtype == np.float64      # float64 wins, as in NumPy
+    np.testing.assert_allclose(out, ref_conv2d(x, w, (2, 2), (1, 1)), rtol=1e-6, atol=1e-6)
+
+
+def test_conv2d_output_size():
+    assert conv.conv2d_output_size(28, 4, 1, 0) == 25
+    assert conv.conv2d_output_size(13, 4, 1, 0) == 10
+    assert conv.conv2d_output_size(7, 3, 2, 1) == 4
+    assert conv.conv2d_output_size(5, 5, 1, 0) == 1
+    with pytest.raises(ValueError, match="does not fit"):
+        conv.conv2d_output_size(3, 6, 1, 1)
+
+
+def test_conv2d_bad_shapes_name_both_shapes():
+    x, w = np.zeros((2, 3, 8, 8)), np.zeros((4, 5, 3, 3))
+    with pytest.raises(ValueError, match=r"\(2, 3, 8, 8\).*\(4, 5, 3, 3\)"):
+        conv.conv2d_forward(x, w)
+    with pytest.raises(ValueError, match="4 dimensions"):
+        conv.conv2d_forward(np.zeros((3, 8, 8)), w)
+    with pytest.raises(ValueError, match="does not fit"):
+        conv.conv2d_forward(np.zeros((1, 5, 2, 2)), w)
+    w = np.zeros((4, 3, 3, 3))
+    with pytest.raises(ValueError, match=r"\(2, 4, 5, 5\).*\(4, 3, 3, 3\)"):
+        conv.conv2d_backward_input(np.zeros((2, 4, 5, 5)), w, (8, 8), (1, 1), (0, 0))   # output is 6x6
+    with pytest.raises(ValueError, match=r"\(2, 5, 6, 6\).*\(4, 3, 3, 3\)"):
+        conv.conv2d_backward_input(np.zeros((2, 5, 6, 6)), w, (8, 8), (1, 1), (0, 0))   # 5 filters, not 4
+    with pytest.raises(ValueError, match=r"\(3, 4, 6, 6\).*\(2, 3, 8, 8\)"):
+        conv.conv2d_backward_weight(np.zeros((3, 4, 6, 6)), x, (3, 3), (1, 1), (0, 0))  # batch 3 vs 2
+    with pytest.raises(ValueError, match="stride"):
+        conv.conv2d_forward(x, w, stride=0)
+
+
+# ------------------------------------------------------------------------------------------- max-pooling
+@SETTINGS
+@given(pool_cases())
+def test_max_pool_forward_and_backward_match_reference(case):
+    x, kernel, stride, padding, ceil_mode, dtype, rng = case
+    out, argmax = conv.max_pool2d_forward(x, kernel, stride, padding, ceil_mode)
+    expected_out, expected_argmax = ref_max_pool2d(np.asarray(x), kernel, stride, padding, ceil_mode)
+    assert out.dtype == dtype and out.shape == expected_out.shape
+    np.testing.assert_array_equal(out, expected_out)
+    np.testing.assert_array_equal(argmax, expected_argmax)
+    g = rng.standard_normal(out.shape).astype(dtype)
+    grad_x = conv.max_pool2d_backward(g, argmax, x.shape)
+    assert grad_x.dtype == dtype and grad_x.shape == x.shape
+    np.testing.assert_allclose(grad_x, ref_max_pool2d_backward(g, expected_argmax, x.shape), **TOLERANCE[dtype])
+
+
+@pytest.mark.parametrize("in_size, kernel, stride, padding, floor, ceil", [
+    (25, 2, 2, 0, 12, 13),    # the paper's CNN: 25x25 -> 13x13 in ceil mode
+    (10, 2, 2, 0, 5, 5),
+    (5, 3, 2, 1, 3, 3),
+    (4, 2, 3, 0, 1, 2),
+    (5, 2, 2, 1, 3, 3),       # ceil would give 4, but that window would start in the right padding
+    (6, 2, 2, 1, 4, 4),
+    (1, 1, 1, 0, 1, 1),
+])
+def test_pool_output_size_follows_pytorch(in_size, kernel, stride, padding, floor, ceil):
+    assert conv.pool_output_size(in_size, kernel, stride, padding, False) == floor
+    assert conv.pool_output_size(in_size, kernel, stride, padding, True) == ceil
+    assert ref_pool_size(in_size, kernel, stride, padding, False) == floor
+    assert ref_pool_size(in_size, kernel, stride, padding, True) == ceil
+
+
+def test_max_pool_cnn_shape_keeps_last_partial_window():
+    x = np.random.default_rng(0).standard_normal((2, 3, 25, 25)).astype(np.float32)
+    out, argmax = conv.max_pool2d_forward(x, (2, 2), (2, 2), (0, 0), ceil_mode=True)
+    assert out.shape == (2, 3, 13, 13) and argmax.shape == (2, 3, 13, 13)
+    np.testing.assert_array_equal(out[:, :, -1, -1], x[:, :, 24, 24])   # the 1x1 corner window
+    full_windows = x[:, :, :24, :24].reshape(2, 3, 12, 2, 12, 2).max(axis=(3, 5))
+    np.testing.assert_array_equal(out[:, :, :12, :12], full_windows)
+
+
+def test_max_pool_ties_go_to_first_element_and_overlaps_accumulate():
+    x = np.ones((1, 1, 4, 4))
+    out, argmax = conv.max_pool2d_forward(x, (3, 3), (1, 1), (1, 1))        # every window is a tie
+    tops, lefts = np.maximum(np.arange(4) - 1, 0), np.maximum(np.arange(4) - 1, 0)
+    np.testing.assert_array_equal(argmax[0, 0], tops[:, None] * 4 + lefts[None, :])
+    grad = conv.max_pool2d_backward(np.ones_like(out), argmax, x.shape)
+    assert grad.sum() == out.size                                           # nothing lost, some inputs win twice
+    assert grad[0, 0, 0, 0] == 4                                            # won by 4 overlapping windows
+
+
+def test_max_pool_padding_is_minus_infinity_and_nan_wins():
+    x = -np.ones((1, 1, 3, 3), dtype=np.float32)
+    out, _ = conv.max_pool2d_forward(x, (2, 2), (2, 2), (1, 1))
+    np.testing.assert_array_equal(out, -1)                                  # never the 0 of zero-padding
+    x[0, 0, 1, 1] = np.nan
+    out, argmax = conv.max_pool2d_forward(x, (3, 3), (3, 3), (0, 0))
+    assert np.isnan(out[0, 0, 0, 0]) and argmax[0, 0, 0, 0] == 4
+
+
+def test_max_pool_bad_arguments_raise():
+    x = np.zeros((2, 3, 6, 6))
+    with pytest.raises(ValueError, match="half the kernel"):
+        conv.max_pool2d_forward(x, (2, 2), (2, 2), (2, 2))
+    with pytest.raises(ValueError, match="4 dimensions"):
+        conv.max_pool2d_forward(np.zeros((3, 6, 6)))
+    out, argmax = conv.max_pool2d_forward(x)
+    with pytest.raises(ValueError, match=r"\(2, 3, 3, 3\).*\(2, 3, 4, 4\).*\(2, 3, 6, 6\)"):
+        conv.max_pool2d_backward(out, np.zeros((2, 3, 4, 4), dtype=np.int64), x.shape)
+    with pytest.raises(ValueError, match=r"\(2, 3, 3, 3\).*\(2, 4, 6, 6\)"):
+        conv.max_pool2d_backward(out, argmax, (2, 4, 6, 6))
+    with pytest.raises(ValueError, match="outside"):
+        conv.max_pool2d_backward(out, argmax, (2, 3, 2, 2))

@@ -1,0 +1,139 @@
+"""The LSNN kernels (minimal/kernels/lsnn.py) against plain NumPy loops written from Eq. 3 and its BPTT equations,
+in float64, on small odd shapes where neurons spike, adapt and are refractory."""
+import numpy as np
+import pytest
+
+from minimal.kernels import lsnn as kernels
+
+RHO_V, RHO_B, B0, BETA, DAMPENING = np.exp(-1 / 20), np.exp(-1 / 98), 0.01, 2.0, 0.3
+
+
+def numpy_forward(x, w_in, w_rec, refractory):
+    """Eq. 3 one time step at a time, vectorised over batch and neurons. Returns V, B, z, m, each (N, T, H)."""
+    n_batch, n_steps, _ = x.shape
+    n_hidden = w_rec.shape[0]
+    v, b, z = (np.zeros((n_batch, n_hidden)) for _ in range(3))
+    threshold = np.full((n_batch, n_hidden), B0)
+    refractory_left = np.zeros((n_batch, n_hidden), dtype=int)
+    trace = {name: np.zeros((n_batch, n_steps, n_hidden)) for name in ("v", "threshold", "spikes", "allowed")}
+    for t in range(n_steps):
+        v = RHO_V * v + (1 - RHO_V) * (x[:, t] @ w_in + z @ w_rec) - z * threshold
+        b = RHO_B * b + (1 - RHO_B) * z
+        threshold = B0 + BETA * b
+        allowed = refractory_left == 0
+        z = (allowed & (v > threshold)).astype(float)
+        refractory_left = np.where(z > 0, refractory, np.maximum(refractory_left - 1, 0))
+        for name, value in zip(trace, (v, threshold, z, allowed)):
+            trace[name][:, t] = value
+    return trace["v"], trace["threshold"], trace["spikes"], trace["allowed"]
+
+
+def numpy_backward(grad_spikes, x, w_in, w_rec, v, threshold, spikes, allowed):
+    """The BPTT equations of the kernel's comment, dense and vectorised over the batch."""
+    n_batch, n_steps, n_hidden = spikes.shape
+    dv_next, db_next = np.zeros((n_batch, n_hidden)), np.zeros((n_batch, n_hidden))
+    grad_x, grad_w_in, grad_w_rec = np.zeros_like(x), np.zeros_like(w_in), np.zeros_like(w_rec)
+    for t in reversed(range(n_steps)):
+        psi = allowed[:, t] * DAMPENING * np.maximum(1 - np.abs((v[:, t] - threshold[:, t]) / threshold[:, t]), 0)
+        dz = grad_spikes[:, t] + (1 - RHO_V) * dv_next @ w_rec.T - threshold[:, t] * dv_next + (1 - RHO_B) * db_next
+        d_threshold = -spikes[:, t] * dv_next - psi * dz
+        dv = RHO_V * dv_next + psi * dz
+        db = RHO_B * db_next + BETA * d_threshold
+        grad_x[:, t] = (1 - RHO_V) * dv @ w_in.T
+        grad_w_in += (1 - RHO_V) * x[:, t].T @ dv
+        if t > 0:
+            grad_w_rec += (1 - RHO_V) * spikes[:, t - 1].T @ dv
+        dv_next, db_next = dv, db
+    return grad_x, grad_w_in, grad_w_rec
+
+
+def spiking_problem(n_batch, n_steps, n_inputs, n_hidden, seed):
+    """Inputs and weights (float64) that make a good share of the neurons spike; W_rec has a zero diagonal."""
+    rng = np.random.default_rng(seed)
+    x = 2 * rng.standard_normal((n_batch, n_steps, n_inputs))
+    w_in = rng.standard_normal((n_inputs, n_hidden)) / np.sqrt(n_inputs)
+    w_rec = rng.standard_normal((n_hidden, n_hidden)) / np.sqrt(n_hidden)
+    np.fill_diagonal(w_rec, 0)
+    return x, w_in, w_rec
+
+
+def run_forward(x, w_in, w_rec, refractory, event_driven=True):
+    return kernels.lsnn_forward(x, w_in, w_rec, RHO_V, RHO_B, B0, BETA, refractory, event_driven)
+
+
+def run_backward(grad_spikes, x, w_in, w_rec, states, n_chunks, event_driven=True):
+    return kernels.lsnn_backward(grad_spikes, x, w_in, w_rec, *states, RHO_V, RHO_B, BETA, DAMPENING, n_chunks,
+                                 event_driven)
+
+
+SHAPES = [(1, 9, 1, 5), (3, 23, 3, 17), (5, 40, 2, 32)]  # (batch, time, inputs, hidden)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("refractory", [0, 2, 3])
+def test_forward_kernel_matches_numpy_loop(shape, refractory):
+    x, w_in, w_rec = spiking_problem(*shape, seed=sum(shape) + refractory)
+    expected = numpy_forward(x, w_in, w_rec, refractory)
+    for event_driven in (True, False):
+        for got, want in zip(run_forward(x, w_in, w_rec, refractory, event_driven), expected):
+            np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
+    assert expected[2].mean() > 0.1, "the test inputs should make neurons spike"
+
+
+@pytest.mark.parametrize("shape", SHAPES[1:])
+def test_problem_exercises_refractoriness_and_adaptation(shape):
+    """The test inputs reach every branch: spikes, refractory steps that block a threshold crossing, and
+    thresholds well above b0 (adaptation)."""
+    v, threshold, spikes, allowed = numpy_forward(*spiking_problem(*shape, seed=sum(shape) + 2), refractory=2)
+    assert spikes.mean() > 0.1
+    assert (allowed == 0).mean() > 0.1
+    assert ((allowed == 0) & (v > threshold)).sum() > 100
+    assert threshold.max() > 10 * B0
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("n_chunks", [1, 2, 3])
+def test_backward_kernel_matches_numpy_bptt(shape, n_chunks):
+    x, w_in, w_rec = spiking_problem(*shape, seed=7 * sum(shape))
+    states = run_forward(x, w_in, w_rec, refractory=2)
+    grad_spikes = np.random.default_rng(1).standard_normal(states[2].shape)
+    expected = numpy_backward(grad_spikes, x, w_in, w_rec, *states)
+    for event_driven in (True, False):
+        got = run_backward(grad_spikes, x, w_in, w_rec, states, min(n_chunks, shape[0]), event_driven)
+        for name, g, want in zip(("x", "w_in", "w_rec"), got, expected):
+            np.testing.assert_allclose(g, want, rtol=1e-9, atol=1e-12 * np.abs(want).max(), err_msg=name)
+
+
+def test_surrogate_is_eq4():
+    """∂z/∂V = d·max(1 − |(V − B)/B|, 0): 0 far from B, d at B, linear in between, 0 while refractory."""
+    threshold = np.full(7, 0.05)
+    v = np.array([-0.2, 0.0, 0.025, 0.05, 0.06, 0.1, 0.3])
+    out = np.empty(7)
+    kernels.surrogate_derivative(v, threshold, np.ones(7), DAMPENING, out)
+    np.testing.assert_allclose(out, [0, 0, 0.15, 0.3, 0.24, 0, 0], atol=1e-15)
+    kernels.surrogate_derivative(v, threshold, np.zeros(7), DAMPENING, out)
+    np.testing.assert_array_equal(out, 0)
+
+
+def test_one_neuron_one_step_gradient_is_the_surrogate():
+    """T = 1, H = 1: V_0 = (1 − ρ_V) x w_in and z_0 = 1(V_0 > b0),
+    so ∂z_0/∂x = d·max(1 − |(V_0 − b0)/b0|, 0) · (1 − ρ_V) w_in."""
+    w_in, w_rec = np.array([[0.7]]), np.zeros((1, 1))
+    for x_value in (0.2, 0.3, 0.45):
+        x = np.array([[[x_value]]])
+        states = run_forward(x, w_in, w_rec, refractory=2)
+        grad_x, grad_w_in, _ = run_backward(np.ones((1, 1, 1)), x, w_in, w_rec, states, n_chunks=1)
+        v = (1 - RHO_V) * x_value * 0.7
+        surrogate = DAMPENING * max(1 - abs((v - B0) / B0), 0)
+        assert surrogate > 0
+        np.testing.assert_allclose(grad_x[0, 0, 0], surrogate * (1 - RHO_V) * 0.7, rtol=1e-12)
+        np.testing.assert_allclose(grad_w_in[0, 0], surrogate * (1 - RHO_V) * x_value, rtol=1e-12)
+
+
+def test_float32_stays_float32():
+    x, w_in, w_rec = (a.astype(np.float32) for a in spiking_problem(2, 6, 2, 8, seed=0))
+    states = kernels.lsnn_forward(x, w_in, w_rec, *(np.float32(c) for c in (RHO_V, RHO_B, B0, BETA)), 2)
+    assert all(s.dtype == np.float32 for s in states)
+    grads = kernels.lsnn_backward(np.ones_like(states[2]), x, w_in, w_rec, *states,
+                                  *(np.float32(c) for c in (RHO_V, RHO_B, BETA, DAMPENING)), 1)
+    assert all(g.dtype == np.float32 for g in grads)

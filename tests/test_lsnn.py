@@ -1,0 +1,136 @@
+"""The LSNN model: the fused path (numba kernels) equals the reference path (autodiff ops) in values and every
+gradient; the W_rec diagonal stays 0; training lowers the loss; parameter overrides; errors; recorded states."""
+import numpy as np
+import pytest
+
+from minimal.autodiff import Tensor, ops
+from minimal.nn.lsnn import LSNN, TARGET_RATE, firing_rate_loss
+from minimal.optim import Adam
+
+
+def make_model(n_inputs, n_hidden, n_classes=3, seed=0, dtype=np.float64, refractory=2):
+    return LSNN(np.random.default_rng(seed), n_inputs, n_classes, num_hidden=n_hidden, refractory=refractory,
+                dtype=dtype)
+
+
+def spiking_inputs(n_batch, n_steps, n_inputs, seed=1, dtype=np.float64):
+    return (2 * np.random.default_rng(seed).standard_normal((n_batch, n_steps, n_inputs))).astype(dtype)
+
+
+def loss_and_gradients(model, x, labels, path):
+    """Cross-entropy + firing-rate loss, and the gradient of every parameter and of x."""
+    model.zero_grad()
+    x = Tensor(x, requires_grad=True)
+    logits, rate_loss = model(x, path=path, return_rate_loss=True)
+    loss = ops.cross_entropy(logits, labels) + rate_loss
+    loss.backward()
+    grads = {name: p.grad.copy() for name, p in model.named_parameters()}
+    grads["x"] = x.grad
+    return logits.data, loss.item(), grads
+
+
+def assert_close(got, want, name):
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-9 * np.abs(want).max(), err_msg=name)
+
+
+@pytest.mark.parametrize("n_batch, n_steps, n_inputs, n_hidden, refractory",
+                         [(1, 11, 1, 7, 2), (3, 25, 3, 17, 2), (4, 40, 2, 33, 3), (2, 30, 5, 9, 0)])
+def test_fused_path_equals_reference_path(n_batch, n_steps, n_inputs, n_hidden, refractory):
+    model = make_model(n_inputs, n_hidden, refractory=refractory)
+    x = spiking_inputs(n_batch, n_steps, n_inputs)
+    labels = np.arange(n_batch) % 3
+    fused = loss_and_gradients(model, x, labels, "fused")
+    reference = loss_and_gradients(model, x, labels, "reference")
+    assert_close(fused[0], reference[0], "logits")
+    assert_close(fused[1], reference[1], "loss")
+    for name in reference[2]:
+        assert np.abs(reference[2][name]).max() > 0, f"gradient of {name} should not vanish in this test"
+        assert_close(fused[2][name], reference[2][name], name)
+    state = model.record_state(x)
+    assert state["spikes"].mean() > 0.05, "the test inputs should make neurons spike"
+    if refractory:
+        just_spiked = np.zeros_like(state["spikes"], dtype=bool)
+        just_spiked[:, 1:] = state["spikes"][:, :-1] > 0
+        assert (just_spiked & (state["v"] > state["threshold"])).any(), "some spikes should be blocked"
+
+
+@pytest.mark.parametrize("path", ["fused", "reference"])
+def test_w_rec_diagonal_stays_zero_through_training(path):
+    model = make_model(2, 12, dtype=np.float32)
+    before = model.w_rec.data.copy()
+    optimizer = Adam(model.parameters(), lr=1e-2)
+    x, labels = spiking_inputs(6, 15, 2, dtype=np.float32), np.arange(6) % 3
+    for _ in range(4):
+        model.zero_grad()
+        ops.cross_entropy(model(x, path=path), labels).backward()
+        assert np.all(np.diag(model.w_rec.grad) == 0)
+        optimizer.step()
+    assert np.all(np.diag(model.w_rec.data) == 0)
+    assert np.abs(model.w_rec.data - before).max() > 1e-3, "the off-diagonal weights should have been trained"
+
+
+def test_float32_training_lowers_the_loss_on_a_separable_problem():
+    """Class 0 drives input channel 0, class 1 channel 1 (plus noise): a few Adam steps must learn it."""
+    rng = np.random.default_rng(0)
+    labels = np.arange(32) % 2
+    x = 0.3 * rng.standard_normal((32, 20, 2)).astype(np.float32)
+    x[np.arange(32), :, labels] += 1.0
+    model = LSNN(np.random.default_rng(1), 2, 2, num_hidden=16)
+    optimizer = Adam(model.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(40):
+        model.zero_grad()
+        logits, rate_loss = model(x, return_rate_loss=True)
+        loss = ops.cross_entropy(logits, labels) + rate_loss
+        assert logits.dtype == np.float32 and model.w_rec.grad is None
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
+    assert np.mean(model(x).data.argmax(axis=1) == labels) == 1.0
+
+
+def test_params_override_leaves_the_model_untouched():
+    model = make_model(2, 8)
+    before = model.state_dict()
+    x = spiking_inputs(3, 10, 2)
+    w_out = Tensor(np.zeros((8, 3)), requires_grad=True)
+    for path in ("fused", "reference"):
+        logits = model(x, params={"w_out": w_out}, path=path)
+        np.testing.assert_array_equal(logits.data, np.broadcast_to(model.b_out.data, (3, 3)))
+        logits.sum().backward()
+    assert w_out.grad is not None and model.w_out.grad is None
+    w_rec = Tensor(2 * model.w_rec.data)
+    assert not np.allclose(model(x, params={"w_rec": w_rec}).data, model(x).data)
+    for name, value in model.state_dict().items():
+        np.testing.assert_array_equal(value, before[name])
+
+
+def test_wrong_shapes_and_paths_are_named():
+    model = make_model(2, 8)
+    with pytest.raises(ValueError, match=r"\(batch, time, 2\), got \(4, 10\)"):
+        model(np.zeros((4, 10)))
+    with pytest.raises(ValueError, match=r"got \(4, 10, 3\)"):
+        model(np.zeros((4, 10, 3)))
+    with pytest.raises(ValueError, match="'fused' or 'reference'"):
+        model(np.zeros((4, 10, 2)), path="fast")
+    with pytest.raises(ValueError, match=r"'w_rec' must have shape \(8, 8\), got \(7, 8\)"):
+        model(np.zeros((4, 10, 2)), params={"w_rec": np.zeros((7, 8))})
+
+
+def test_record_state_matches_the_forward_pass():
+    model = make_model(2, 10)
+    x = spiking_inputs(3, 12, 2)
+    state = model.record_state(x)
+    assert all(state[name].shape == (3, 12, 10) for name in ("v", "threshold", "spikes"))
+    np.testing.assert_array_equal(state["spikes"], (state["v"] > state["threshold"]) * state["spikes"])
+    assert np.all(state["threshold"] >= model.b0)
+    rates = state["spikes"].mean(axis=1)
+    np.testing.assert_allclose(model(x).data, rates @ model.w_out.data + model.b_out.data, rtol=1e-12)
+
+
+def test_firing_rate_loss_is_the_squared_distance_to_10_hz():
+    rates = np.random.default_rng(0).random((5, 4)) * 0.05
+    expected = 0.001 * np.mean((rates.mean(axis=0) - TARGET_RATE) ** 2)
+    np.testing.assert_allclose(firing_rate_loss(Tensor(rates)).item(), expected, rtol=1e-12)
+    assert TARGET_RATE == 0.01

@@ -1,0 +1,159 @@
+"""Every training method: fills a finite p.grad for every parameter, is reproducible from its seed, lowers the
+loss of a tiny CNN on separable data, and reduces to `standard` when its perturbation size is 0."""
+import numpy as np
+import pytest
+
+from minimal.autodiff import Tensor, ops
+from minimal.nn.cnn import CNN
+from minimal.nn.layers import Linear
+from minimal.nn.module import Module
+from minimal.optim import Adam
+from minimal.robust.methods import METHOD_DEFAULTS, METHODS, TASK_DEFAULTS, hyperparameters
+
+
+def tiny_cnn(seed=0):
+    """The paper's CNN shrunk to 10×10 images, 3 channels, 3 classes (it has the dropout option)."""
+    return CNN(np.random.default_rng(seed), channels=3, kernel_size=3, hidden=(8, 6), num_classes=3, image_size=10)
+
+
+def blobs(seed=0, n=60):
+    """Three classes of 10×10 images, told apart by where a bright bar sits."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n)
+    x = rng.normal(0, 0.3, (n, 1, 10, 10)).astype(np.float32)
+    for i, label in enumerate(y):
+        x[i, 0, 3 * label:3 * label + 3, 2:8] += 2
+    return x, y
+
+
+def clean_loss(model, x, y):
+    return ops.cross_entropy(model(Tensor(x)), y).item()
+
+
+def gradients_after(method, model, x, y, seed=0, config=None):
+    loss = method(model, x, y, np.random.default_rng(seed), config or {})
+    return loss, {name: p.grad.copy() for name, p in model.named_parameters()}
+
+
+def test_every_method_has_defaults_and_a_docstring():
+    assert set(METHOD_DEFAULTS) == set(METHODS)
+    for name, method in METHODS.items():
+        assert method.__doc__, name
+    for task_defaults in TASK_DEFAULTS.values():
+        for method, values in task_defaults.items():
+            assert set(values) <= set(METHOD_DEFAULTS[method])
+
+
+def test_hyperparameters_come_from_config_then_task_then_defaults():
+    assert hyperparameters("beta", {})["beta_rob"] == 0.25
+    assert hyperparameters("beta", {"task": "speech"})["beta_rob"] == 0.5
+    assert hyperparameters("beta", {"task": "speech", "beta_rob": 0.7})["beta_rob"] == 0.7
+    assert hyperparameters("beta", {"beta_rob": None})["beta_rob"] == 0.25  # unset CLI options are None
+    assert hyperparameters("forward_noise_beta", {"task": "fmnist"})["beta_rob"] == 0.1
+    assert hyperparameters("amp", {"task": "ecg"})["amp_epsilon"] == 0.02
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_method_fills_every_gradient_reproducibly(name):
+    x, y = blobs(n=12)
+    model = tiny_cnn()
+    loss, gradients = gradients_after(METHODS[name], model, x, y)
+    assert np.isfinite(loss) and loss > 0
+    for parameter_name, p in model.named_parameters():
+        assert gradients[parameter_name].shape == p.shape and gradients[parameter_name].dtype == p.dtype
+        assert np.all(np.isfinite(gradients[parameter_name]))
+    assert any(np.any(g != 0) for g in gradients.values())
+    again_loss, again = gradients_after(METHODS[name], tiny_cnn(), x, y)
+    assert again_loss == loss
+    for parameter_name in gradients:
+        np.testing.assert_array_equal(again[parameter_name], gradients[parameter_name])
+
+
+def train(model, method, x, y, rng, steps):
+    optimizer = Adam(model.parameters(), lr=0.01)
+    for _ in range(steps):
+        method(model, x, y, rng, {})
+        optimizer.step()
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_method_lowers_the_loss_of_a_tiny_cnn(name):
+    """From a briefly pre-trained model: at initialisation a full-strength weight adversary (AWP, γ = 0.1) can
+    silence every unit of a net this small, after which nothing trains (the authors' code has an AWP warm-up)."""
+    x, y = blobs()
+    model = tiny_cnn()
+    rng = np.random.default_rng(1)
+    train(model, METHODS["standard"], x, y, rng, steps=10)
+    before = clean_loss(model, x, y)
+    train(model, METHODS[name], x, y, rng, steps=15)
+    assert clean_loss(model, x, y) < 0.97 * before
+
+
+@pytest.mark.parametrize("name, no_perturbation", [
+    ("forward_noise", {"eta_train": 0.0}),
+    ("beta", {"beta_rob": 0.0}),
+    ("awp", {"awp_gamma": 0.0}),
+    ("amp", {"amp_epsilon": 0.0}),
+    ("sam", {"sam_rho": 0.0}),
+    ("dropout", {"dropout": 0.0}),
+])
+def test_zero_perturbation_gives_the_standard_gradient(name, no_perturbation):
+    x, y = blobs(n=12)
+    _, expected = gradients_after(METHODS["standard"], tiny_cnn(), x, y)
+    _, gradients = gradients_after(METHODS[name], tiny_cnn(), x, y, config=no_perturbation)
+    for parameter_name in expected:
+        np.testing.assert_allclose(gradients[parameter_name], expected[parameter_name], rtol=1e-5, atol=1e-7)
+
+
+def test_gradient_methods_leave_the_weights_alone():
+    x, y = blobs(n=12)
+    for name in ["standard", "forward_noise", "beta", "forward_noise_beta", "awp", "amp", "entropy_sgd", "sam"]:
+        model = tiny_cnn()
+        before = model.state_dict()
+        METHODS[name](model, x, y, np.random.default_rng(0), {})
+        for parameter_name, value in model.state_dict().items():
+            np.testing.assert_array_equal(value, before[parameter_name], err_msg=name)
+
+
+def test_abcd_ascends_in_place_within_the_box():
+    x, y = blobs(n=12)
+    model = tiny_cnn()
+    before = model.state_dict()
+    METHODS["abcd"](model, x, y, np.random.default_rng(0), {"abcd_rounds": 1, "zeta_attack": 0.1})
+    moved = False
+    for name, value in model.state_dict().items():
+        assert np.all(np.abs(value - before[name]) <= 0.1 * np.abs(before[name]) + 1e-7)
+        moved = moved or np.any(value != before[name])
+    assert moved
+
+
+def test_entropy_sgd_scoping_counts_steps():
+    x, y = blobs(n=12)
+    model = tiny_cnn()
+    for _ in range(2):
+        METHODS["entropy_sgd"](model, x, y, np.random.default_rng(0), {"langevin_steps": 1})
+    assert model.entropy_sgd_step == 2
+
+
+class NoDropoutNet(Module):
+    def __init__(self, rng):
+        self.fc = Linear(100, 3, rng)
+
+    def forward(self, x, params=None):
+        p = self.parameter_dict(params)
+        return ops.flatten(x) @ p["fc.weight"] + p["fc.bias"]
+
+
+def test_dropout_needs_a_model_with_dropout():
+    x, y = blobs(n=4)
+    with pytest.raises(ValueError, match="NoDropoutNet has none"):
+        METHODS["dropout"](NoDropoutNet(np.random.default_rng(0)), x, y, np.random.default_rng(0), {})
+
+
+def test_cnn_dropout_only_in_training_with_an_rng():
+    x, _ = blobs(n=4)
+    model = CNN(np.random.default_rng(0), channels=3, kernel_size=3, hidden=(8, 6), num_classes=3, image_size=10,
+                dropout=0.5)
+    plain = model(Tensor(x)).data
+    assert not np.allclose(model(Tensor(x), rng=np.random.default_rng(0)).data, plain)
+    np.testing.assert_array_equal(model.eval()(Tensor(x), rng=np.random.default_rng(0)).data, plain)
