@@ -23,6 +23,22 @@ class Optimizer:
     def update(self, index, p):
         raise NotImplementedError
 
+    def state_arrays(self):
+        """The optimiser's memory as name -> array (saved with a checkpoint so training can resume)."""
+        return {}
+
+    def load_state_arrays(self, arrays):
+        if arrays:
+            raise ValueError(f"{type(self).__name__} keeps no state, got {sorted(arrays)}")
+
+
+def _buffers_to_arrays(prefix, buffers):
+    return {f"{prefix}.{index}": value for index, value in buffers.items()}
+
+
+def _arrays_to_buffers(prefix, arrays):
+    return {int(name.split(".")[1]): value for name, value in arrays.items() if name.startswith(prefix + ".")}
+
 
 class SGD(Optimizer):
     """v ← μ v + (g + λ θ);  θ ← θ − lr · v   (Nesterov: θ ← θ − lr · (g + λ θ + μ v))."""
@@ -42,6 +58,12 @@ class SGD(Optimizer):
             self.velocity[index] = velocity
             grad = grad + self.momentum * velocity if self.nesterov else velocity
         p.data -= self.lr * grad
+
+    def state_arrays(self):
+        return _buffers_to_arrays("velocity", self.velocity)
+
+    def load_state_arrays(self, arrays):
+        self.velocity = _arrays_to_buffers("velocity", arrays)
 
 
 class Adam(Optimizer):
@@ -66,6 +88,15 @@ class Adam(Optimizer):
         m_hat = m / (1 - self.beta1 ** self.steps)
         v_hat = v / (1 - self.beta2 ** self.steps)
         p.data -= self.lr * m_hat / (np.sqrt(v_hat) + self.eps)
+
+    def state_arrays(self):
+        return {"steps": np.array(self.steps), **_buffers_to_arrays("m", self.first_moment),
+                **_buffers_to_arrays("v", self.second_moment)}
+
+    def load_state_arrays(self, arrays):
+        self.steps = int(arrays["steps"])
+        self.first_moment = _arrays_to_buffers("m", arrays)
+        self.second_moment = _arrays_to_buffers("v", arrays)
 
 
 class PiecewiseConstant:

@@ -5,6 +5,7 @@ written atomically), and reports the test accuracy of that checkpoint at the end
 with a clear message; the checkpoint on disk is then still the last good one.
 """
 import argparse
+import json
 import os
 import sys
 import time
@@ -14,6 +15,7 @@ from tqdm import tqdm
 
 from .data.common import DataNotFoundError, iterate_minibatches
 from .metrics import accuracy
+from .io import atomic_save_json, atomic_save_npz, load_npz
 from .nn.module import load_checkpoint, save_checkpoint
 from .optim import Adam, PiecewiseConstant
 from .robust.methods import METHOD_DEFAULTS, METHODS, hyperparameters
@@ -58,6 +60,8 @@ def build_parser():
     parser.add_argument("--seed", type=int, default=0, help="seed for initialisation, data split and shuffling (default: 0)")
     parser.add_argument("--data-dir", help="folder with the task's data (default: search the usual places)")
     parser.add_argument("--out", help="output folder (default: runs/<task>-<method>-seed<seed>)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue a stopped run in --out from the end of its last finished epoch")
     add_method_options(parser)
     return parser
 
@@ -93,6 +97,7 @@ def resolve_settings(args):
         "lr": args.lr or task.lr,
         "lr_drop_epoch": drop if drop is not None and drop >= 0 else None,
         "out": args.out or os.path.join("runs", f"{task.name}-{args.method}-seed{args.seed}"),
+        "resume": args.resume,
         **method_settings(args),
     }
 
@@ -134,7 +139,11 @@ def train_one_epoch(model, method, optimizer, data, settings, rng, steps_left, e
 
 
 def train(settings, data_dir=None, log=print):
-    """Train with `settings` (see resolve_settings); returns the meta dict written next to the checkpoint."""
+    """Train with `settings` (see resolve_settings); returns the meta dict written next to the checkpoint.
+
+    With settings["resume"], a run that was stopped continues from the end of its last finished epoch
+    (model, optimiser moments, random generator and history restored), giving the same result as an unbroken run.
+    """
     task = TASKS[settings["task"]]
     data = task.load_data(data_dir, settings["seed"])
     model = task.build_model(model_rng(settings["seed"]))
@@ -142,34 +151,44 @@ def train(settings, data_dir=None, log=print):
     schedule = learning_rate_schedule(settings)
     rng = np.random.default_rng([settings["seed"], 1])
     meta = {"task": task.name, "method": settings["method"], "seed": settings["seed"], "settings": settings,
-            "data_source": data.source, "num_parameters": model.num_parameters(), "history": []}
+            "data_source": data.source, "num_parameters": model.num_parameters(), "history": [],
+            "best_val_acc": -1.0, "steps": 0}
+    if settings.get("resume"):
+        meta = resume_from(settings, model, optimizer, rng, meta, log)
     log(f"{task.description}: {len(data.train)} train / {len(data.val)} val / {len(data.test)} test samples "
         f"from {data.source}; {model.num_parameters():,} parameters; method {settings['method']}")
-    best_val, steps, start = -1.0, 0, time.time()
+    start = time.time() - meta["history"][-1]["seconds"] if meta["history"] else time.time()
     budget = settings["max_steps"] or float("inf")
-    for epoch in range(settings["epochs"]):
+    for epoch in range(len(meta["history"]), settings["epochs"]):
+        if meta["steps"] >= budget:
+            break
         optimizer.lr = schedule(epoch)
         try:
             done, train_loss = train_one_epoch(model, METHODS[settings["method"]], optimizer, data, settings,
-                                               rng, budget - steps, epoch)
+                                               rng, budget - meta["steps"], epoch)
         except TrainingDiverged as error:
-            kept = (f"the last good checkpoint (epoch {meta['best_epoch']}, val acc {best_val:.4f}) is in "
-                    f"{settings['out']}" if best_val >= 0 else "no checkpoint was written yet")
+            kept = (f"the last good checkpoint (epoch {meta['best_epoch']}, val acc {meta['best_val_acc']:.4f}) "
+                    f"is in {settings['out']}" if "best_epoch" in meta else "no checkpoint was written yet")
             raise TrainingDiverged(f"{error}; stopping: {kept}") from None
-        steps += done
+        meta["steps"] += done
         val_acc = accuracy(model, data.val)
-        meta["history"].append({"epoch": epoch + 1, "steps": steps, "lr": optimizer.lr,
+        meta["history"].append({"epoch": epoch + 1, "steps": meta["steps"], "lr": optimizer.lr,
                                 "train_loss": train_loss, "val_acc": val_acc,
                                 "seconds": round(time.time() - start, 1)})
-        improved = val_acc > best_val
+        improved = val_acc > meta["best_val_acc"]
         if improved:
-            best_val, meta["best_epoch"], meta["best_val_acc"] = val_acc, epoch + 1, val_acc
+            meta["best_epoch"], meta["best_val_acc"] = epoch + 1, val_acc
             save_checkpoint(settings["out"], model, meta)
+        save_resume_point(settings["out"], model, optimizer, rng, meta)
         log(f"epoch {epoch + 1}: train loss {train_loss:.4f}, val acc {val_acc:.4f}"
             f"{' (best, saved)' if improved else ''}, {time.time() - start:.0f} s")
-        if steps >= budget:
-            log(f"step budget of {settings['max_steps']} reached")
-            break
+    if meta["steps"] >= budget:
+        log(f"step budget of {settings['max_steps']} reached")
+    return finish(settings, model, data, meta, start, log)
+
+
+def finish(settings, model, data, meta, start, log):
+    """Reload the best checkpoint, measure its test accuracy, and write it into meta.json."""
     state, _ = load_checkpoint(settings["out"])
     model.load_state_dict(state)
     meta["test_acc"] = accuracy(model, data.test)
@@ -178,6 +197,51 @@ def train(settings, data_dir=None, log=print):
     log(f"test accuracy {meta['test_acc']:.4f} (checkpoint from epoch {meta['best_epoch']}); "
         f"wrote {settings['out']}/model.npz and meta.json in {meta['train_seconds']:.0f} s")
     return meta
+
+
+# ---------------------------------------------------------------------------------------------------- resuming
+RESUME_FOLDER = "resume"
+SETTINGS_THAT_MAY_CHANGE_ON_RESUME = ("epochs", "max_steps", "resume", "out")
+
+
+def save_resume_point(out, model, optimizer, rng, meta):
+    """After each epoch: model + optimiser arrays in one .npz, then state.json naming it (the commit point)."""
+    folder = os.path.join(out, RESUME_FOLDER)
+    name = f"epoch-{len(meta['history']):04d}.npz"
+    arrays = {"model/" + k: v for k, v in model.state_dict().items()}
+    arrays.update({"optimizer/" + k: v for k, v in optimizer.state_arrays().items()})
+    atomic_save_npz(os.path.join(folder, name), arrays)
+    atomic_save_json(os.path.join(folder, "state.json"),
+                     {"arrays": name, "rng": rng.bit_generator.state, "meta": meta})
+    for old in os.listdir(folder):
+        if old.startswith("epoch-") and old != name:
+            os.remove(os.path.join(folder, old))
+
+
+def resume_from(settings, model, optimizer, rng, fresh_meta, log):
+    """Restore the state saved by save_resume_point, or return fresh_meta when there is none."""
+    state_path = os.path.join(settings["out"], RESUME_FOLDER, "state.json")
+    if not os.path.isfile(state_path):
+        return fresh_meta
+    with open(state_path) as f:
+        state = json.load(f)
+    differences = [name for name in settings if name not in SETTINGS_THAT_MAY_CHANGE_ON_RESUME
+                   and state["meta"]["settings"].get(name) != settings[name]]
+    if differences:
+        raise ResumeMismatch(f"cannot resume {settings['out']}: it was trained with other settings "
+                             f"({', '.join(differences)}); use another --out or remove that folder")
+    arrays = load_npz(os.path.join(settings["out"], RESUME_FOLDER, state["arrays"]))
+    model.load_state_dict({k[6:]: v for k, v in arrays.items() if k.startswith("model/")})
+    optimizer.load_state_arrays({k[10:]: v for k, v in arrays.items() if k.startswith("optimizer/")})
+    rng.bit_generator.state = state["rng"]
+    meta = state["meta"]
+    meta["settings"] = settings
+    log(f"resuming {settings['out']} after epoch {len(meta['history'])}")
+    return meta
+
+
+class ResumeMismatch(RuntimeError):
+    pass
 
 
 def main(argv=None):
@@ -191,6 +255,9 @@ def main(argv=None):
     except TrainingDiverged as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_DIVERGED
+    except ResumeMismatch as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
     return 0
 
 
