@@ -9,6 +9,10 @@ Speed figures, measured on this machine (benchmarks report; they are not tests):
         fused numba kernels (event-driven, and dense for comparison), with the reference path (autodiff ops), and
         with PyTorch when installed; the ratios (targets: fused ≤ 0.7 × PyTorch, reference ≥ 10 × fused) and the
         firing rate of the inputs used (spikes per neuron per step).
+  ibp   interval bound propagation through the ECG LSNN (initial weights) on a batch of 100 real ECG beats: the
+        interval pass (the reference path in interval arithmetic) against the model's normal inference path (the
+        fused kernel), at ζ = 1e-5, 1e-4, 1e-3; ibp_over_point_ratio is the largest ratio (target ≤ 6). The fraction
+        of neurons that *may* spike (what the interval pass's recurrent product costs) beside the firing rate.
 
 Each figure is the median over `--repeats` timed runs after warm-up runs (numba compilation is excluded).
 """
@@ -19,11 +23,13 @@ import time
 
 import numpy as np
 
-from .autodiff import Tensor, ops
+from .autodiff import Tensor, no_grad, ops
 from .kernels import conv as conv_kernels
 from .nn.cnn import CNN
 from .nn.lsnn import LSNN
 from .optim import Adam
+from .robust.ibp import interval_parameters, random_subset
+from .tasks import TASKS, model_rng
 
 
 def median_seconds(fn, repeats, warmup=2):
@@ -225,7 +231,29 @@ def bench_lsnn(repeats, batch_size=100, n_steps=100, n_inputs=2, n_classes=4):
     return results
 
 
-GROUPS = {"cnn": bench_cnn, "lsnn": bench_lsnn}
+# ---------------------------------------------------------------------------------------------------- IBP
+IBP_ZETAS = (1e-5, 1e-4, 1e-3)
+
+
+def bench_ibp(repeats, batch_size=100):
+    """Interval pass / point pass of the ECG LSNN on one batch of ECG beats, per ζ; the worst ratio is the key."""
+    model = TASKS["ecg"].build_model(model_rng(0)).eval()
+    x = random_subset(TASKS["ecg"].load_data(None, 0).test, batch_size).x
+    results = {"ibp_batch_size": batch_size, "ibp_firing_rate": float(model.record_state(x)["spikes"].mean())}
+    with no_grad():
+        results["ibp_point_ms"] = 1000 * median_seconds(lambda: model(x), repeats)
+        for zeta in IBP_ZETAS:
+            params = interval_parameters(model, zeta)
+            spikes = model.reference_spikes(x, params["w_in"], params["w_rec"] * model.off_diagonal)
+            results[f"ibp_possible_spike_fraction_zeta_{zeta:g}"] = float(spikes.hi.mean())
+            milliseconds = 1000 * median_seconds(lambda: model(x, params, path="reference"), repeats)
+            results[f"ibp_interval_ms_zeta_{zeta:g}"] = milliseconds
+            results[f"ibp_over_point_ratio_zeta_{zeta:g}"] = milliseconds / results["ibp_point_ms"]
+    results["ibp_over_point_ratio"] = max(results[f"ibp_over_point_ratio_zeta_{zeta:g}"] for zeta in IBP_ZETAS)
+    return results
+
+
+GROUPS = {"cnn": bench_cnn, "lsnn": bench_lsnn, "ibp": bench_ibp}
 
 
 def print_table(results):

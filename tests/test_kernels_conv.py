@@ -110,10 +110,15 @@ def ref_max_pool2d_backward(g, argmax, input_shape):
 
 # ------------------------------------------------------------------------------------------- helpers
 @contextlib.contextmanager
-def chunk_bytes(value):
-    """Temporarily set conv.CHUNK_BYTES (tiny values make every sample its own chunk)."""
+def samples_per_chunk(samples, x, w, stride, padding):
+    """Temporarily set conv.CHUNK_BYTES so that the batch is cut into chunks of `samples` samples (the last
+    chunk may be shorter); None leaves the default."""
     saved = conv.CHUNK_BYTES
-    conv.CHUNK_BYTES = value
+    if samples is not None:
+        out_h = conv.conv2d_output_size(x.shape[2], w.shape[2], stride[0], padding[0])
+        out_w = conv.conv2d_output_size(x.shape[3], w.shape[3], stride[1], padding[1])
+        floats_per_sample = (w.shape[1] * w.shape[2] * w.shape[3] + w.shape[0]) * out_h * out_w
+        conv.CHUNK_BYTES = samples * floats_per_sample * np.dtype(x.dtype).itemsize
     try:
         yield
     finally:
@@ -151,7 +156,7 @@ def conv_cases(draw):
         x = non_contiguous(x)
     if draw(st.booleans()):
         weight = non_contiguous(weight)
-    chunk = draw(st.sampled_from([1, conv.CHUNK_BYTES]))     # 1 byte: one sample per chunk
+    chunk = draw(st.sampled_from([1, 2, None]))            # samples per chunk; None: the default (all)
     return x, weight, stride, padding, dtype, chunk, rng
 
 
@@ -180,7 +185,7 @@ def pool_cases(draw):
 @given(conv_cases())
 def test_conv2d_forward_and_backwards_match_reference(case):
     x, w, stride, padding, dtype, chunk, rng = case
-    with chunk_bytes(chunk):
+    with samples_per_chunk(chunk, x, w, stride, padding):
         out = conv.conv2d_forward(x, w, stride, padding)
         assert_close(out, ref_conv2d(x, w, stride, padding), dtype)
         g = rng.standard_normal(out.shape).astype(dtype)
@@ -200,7 +205,7 @@ def test_conv2d_backwards_are_adjoints_of_forward(case):
     """<conv(x, w), g> = <x, backward_input(g)> = <w, backward_weight(g, x)>: conv is linear in x and in w."""
     x, w, stride, padding, _, chunk, rng = case
     x, w = x.astype(np.float64), w.astype(np.float64)
-    with chunk_bytes(chunk):
+    with samples_per_chunk(chunk, x, w, stride, padding):
         out = conv.conv2d_forward(x, w, stride, padding)
         g = rng.standard_normal(out.shape)
         inner = np.sum(out * g)
@@ -222,7 +227,7 @@ def test_conv2d_backwards_are_adjoints_of_forward(case):
 def test_conv2d_named_shapes(x_shape, w_shape, stride, padding, dtype):
     rng = np.random.default_rng(0)
     x, w = rng.standard_normal(x_shape).astype(dtype), rng.standard_normal(w_shape).astype(dtype)
-    with chunk_bytes(1):     # every sample its own chunk
+    with samples_per_chunk(2, x, w, stride, padding):     # chunks of 2 samples, the last one may be shorter
         out = conv.conv2d_forward(x, w, stride, padding)
         assert out.shape[2:] == tuple(conv.conv2d_output_size(x_shape[i + 2], w_shape[i + 2], stride[i], padding[i])
                                       for i in range(2))
@@ -232,6 +237,13 @@ def test_conv2d_named_shapes(x_shape, w_shape, stride, padding, dtype):
     assert_close(out, ref_conv2d(x, w, stride, padding), dtype)
     assert_close(grad_x, ref_conv2d_backward_input(g, w, x_shape[2:], stride, padding), dtype)
     assert_close(grad_w, ref_conv2d_backward_weight(g, x, w_shape[2:], stride, padding), dtype)
+
+
+def test_chunks_cover_the_batch_in_order():
+    x, w = np.zeros((5, 2, 6, 6), np.float32), np.zeros((3, 2, 3, 3), np.float32)
+    with samples_per_chunk(2, x, w, (1, 1), (0, 0)):
+        shape = conv._ConvShape(5, 2, (6, 6), 3, (3, 3), (1, 1), (0, 0), x.dtype)
+        assert list(shape.chunks()) == [(0, 2), (2, 4), (4, 5)]
 
 
 def test_conv2d_accepts_int_stride_and_padding_and_mixed_dtypes():

@@ -13,12 +13,15 @@ Optional dropout (the paper's dropout baseline, p = 0.3): after each of the two 
 training mode and only when `forward` is given an rng for the masks.
 
 `forward(x, params)` reads every weight from `params` (name -> tensor), so the attack can run the same model
-at Θ* and the mismatch sampler at Θ·(1 + ζN) without touching the model's own parameters.
+at Θ* and the mismatch sampler at Θ·(1 + ζN) without touching the model's own parameters. It is written with
+`functional` (F), so parameters given as Intervals (minimal/interval.py) make the same code bound the logits of
+every network in the weight box (IBP).
 """
 import numpy as np
 
 from ..autodiff import ops
-from .layers import Conv2d, Linear, linear
+from . import functional as F
+from .layers import Conv2d, Linear
 from .module import Module
 
 
@@ -40,23 +43,25 @@ class CNN(Module):
         return side
 
     def forward(self, x, params=None, rng=None):
-        """Logits of shape (N, 10). params: optional name -> tensor overrides (Θ* or a mismatch draw).
-        rng: np.random.Generator for the dropout masks; without it (or in eval mode) there is no dropout."""
+        """Logits of shape (N, 10). params: optional name -> tensor overrides (Θ* or a mismatch draw), or
+        Intervals (then the logits are Intervals). rng: np.random.Generator for the dropout masks; without it (or
+        in eval mode) there is no dropout."""
         p = self.parameter_dict(params)
         x = self._block(x, p["conv1.weight"], p["conv1.bias"])
         x = self._block(x, p["conv2.weight"], p["conv2.bias"])
-        x = ops.flatten(x)
-        x = self._dropout(ops.relu(linear(x, p["fc1.weight"], p["fc1.bias"])), rng)
-        x = self._dropout(ops.relu(linear(x, p["fc2.weight"], p["fc2.bias"])), rng)
-        return linear(x, p["fc3.weight"], p["fc3.bias"])
+        x = F.flatten(x)
+        x = self._dropout(F.relu(F.linear(x, p["fc1.weight"], p["fc1.bias"])), rng)
+        x = self._dropout(F.relu(F.linear(x, p["fc2.weight"], p["fc2.bias"])), rng)
+        return F.linear(x, p["fc3.weight"], p["fc3.bias"])
 
     def _dropout(self, x, rng):
+        """Dropout only happens in training (with an rng), on Tensors: hence the autodiff op itself."""
         return x if rng is None else ops.dropout(x, self.dropout, rng, self.training)
 
     @staticmethod
     def _block(x, weight, bias):
         """conv (valid) -> max-pool 2×2 (ceil mode) -> ReLU."""
-        return ops.relu(ops.max_pool2d(ops.conv2d(x, weight, bias), 2, ceil_mode=True))
+        return F.relu(F.max_pool2d(F.conv2d(x, weight, bias), 2, ceil_mode=True))
 
 
 def build_cnn(seed=0):

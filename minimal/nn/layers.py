@@ -1,19 +1,15 @@
-"""The layers: each holds its Parameters (Glorot-normal initialised) and calls one op from autodiff.ops."""
+"""The layers: each holds its Parameters (Glorot-normal initialised) and calls one op from autodiff.ops
+(`linear` comes from nn/functional.py, which also computes with Intervals)."""
 import numpy as np
 
 from ..autodiff import ops
+from .functional import linear
 from .module import Module, Parameter
 
 
 def glorot_normal(shape, fan_in, fan_out, rng, dtype=np.float32):
     """N(0, 2 / (fan_in + fan_out)): keeps activation variance roughly constant through the layers."""
     return (rng.standard_normal(shape) * np.sqrt(2.0 / (fan_in + fan_out))).astype(dtype)
-
-
-def linear(x, weight, bias=None):
-    """y = x W + b, with W of shape (in, out): inputs are row vectors, as in the paper."""
-    y = ops.matmul(x, weight)
-    return y if bias is None else ops.add(y, bias)
 
 
 class Linear(Module):

@@ -18,9 +18,11 @@ W_rec's diagonal (a neuron's synapse onto itself) is fixed at 0: the forward pas
 off-diagonal mask, so the diagonal also gets zero gradient and never moves during training.
 
 Two implementations of the same recurrence, tested equal (values and every gradient):
-  path="reference"  step by step from autodiff ops, the version to read next to Eq. 3; backward = the engine.
+  path="reference"  step by step, the version to read next to Eq. 3. Written with `functional` (F): with Tensors
+                    it is composed of autodiff ops (backward = the engine); with Intervals (minimal/interval.py)
+                    the same lines bound the spikes of every network in a weight box (IBP).
   path="fused"      one op: a numba kernel over time and a hand-written BPTT kernel (minimal/kernels/lsnn.py);
-                    the default, for training.
+                    the default, for training. Points only.
 
 `forward(x, params)` reads every weight from `params` (name -> tensor), so the attack can run the model at Θ*
 and the mismatch sampler at Θ·(1 + ζN) without touching the model's own parameters.
@@ -31,7 +33,8 @@ import numpy as np
 from ..autodiff import Tensor, ops
 from ..autodiff.tensor import accumulate_grad
 from ..kernels import lsnn as kernels
-from .layers import glorot_normal, linear
+from . import functional as F
+from .layers import glorot_normal
 from .module import Module, Parameter
 
 TARGET_RATE = 10 / 1000  # 10 Hz at dt = 1 ms, in spikes per step
@@ -63,28 +66,33 @@ class LSNN(Module):
         self.b_out = Parameter(np.zeros(num_classes, dtype=dtype))
         self.off_diagonal = ~np.eye(num_hidden, dtype=bool)
         self.num_inputs, self.num_hidden = num_inputs, num_hidden
-        self.rho_v, self.rho_b = np.exp(-dt / tau_mem), np.exp(-dt / tau_adapt)
+        # ρ_V, ρ_b as Python floats: they take the dtype of the arrays they multiply (float32 stays float32)
+        self.rho_v, self.rho_b = float(np.exp(-dt / tau_mem)), float(np.exp(-dt / tau_adapt))
         self.beta, self.b0, self.refractory, self.dampening = beta, b0, refractory, dampening
         self.event_driven = True  # fused kernels skip the work on silent neurons; False: dense (for the benchmark)
 
     def forward(self, x, params=None, path="fused", return_rate_loss=False):
         """Logits (N, classes) for inputs x (N, T, C_in).
 
-        params           : optional name -> tensor overrides (Θ* or a mismatch draw); the model is not changed
-        path             : "fused" (numba kernels) or "reference" (composed autodiff ops); same result
+        params           : optional name -> tensor overrides (Θ* or a mismatch draw), or Intervals (IBP, with
+                           path="reference"; the logits are then Intervals); the model is not changed
+        path             : "fused" (numba kernels) or "reference" (composed ops); same result
         return_rate_loss : also return the firing-rate regulariser, for `loss = cross_entropy + rate_loss`
         """
         p = self.checked_parameters(params)
         x = self.checked_input(x)
-        w_rec = ops.mul(p["w_rec"], self.off_diagonal)
+        w_rec = F.mul(p["w_rec"], self.off_diagonal)
         if path == "fused":
+            if F.has_interval(x, *p.values()):
+                raise ValueError("the fused LSNN kernel computes with points only; use path='reference' for "
+                                 "Interval inputs or parameters")
             spikes = self.fused_spikes(x, p["w_in"], w_rec)
         elif path == "reference":
             spikes = self.reference_spikes(x, p["w_in"], w_rec)
         else:
             raise ValueError(f"unknown LSNN path {path!r}; choose 'fused' or 'reference'")
-        rates = ops.mean(spikes, axis=1)
-        logits = linear(rates, p["w_out"], p["b_out"])
+        rates = F.mean(spikes, axis=1)
+        logits = F.linear(rates, p["w_out"], p["b_out"])
         return (logits, firing_rate_loss(rates)) if return_rate_loss else logits
 
     def logits_and_penalty(self, x, params=None):
@@ -100,32 +108,49 @@ class LSNN(Module):
         return p
 
     def checked_input(self, x):
-        """x as a Tensor, after checking it is (batch, time, C_in)."""
-        x = ops.as_tensor(x)
+        """x as a Tensor (an Interval stays an Interval), after checking it is (batch, time, C_in)."""
+        x = x if F.has_interval(x) else ops.as_tensor(x)
         if x.ndim != 3 or x.shape[2] != self.num_inputs:
             raise ValueError(f"LSNN input must have shape (batch, time, {self.num_inputs}), got {x.shape}")
         return x
 
     # ------------------------------------------------------------------------------------------- reference path
     def reference_spikes(self, x, w_in, w_rec):
-        """Spikes z (N, T, H) of Eq. 3, one time step at a time from autodiff ops (BPTT = the engine's backward)."""
+        """Spikes z (N, T, H) of Eq. 3, one time step at a time.
+
+        With Tensors every line is an autodiff op (BPTT = the engine's backward). With Intervals every state is an
+        interval holding its value in every network of the weight box, and the same lines bound it:
+          V_t  interval arithmetic; the reset z_{t−1}·B_{t−1} is a product of two intervals (four corners).
+          B_t  b0 + β b_t, with b_t low-passing the spike intervals.
+          z_t  [0, 0], [1, 1] or [0, 1] (interval.spike), then times the refractory mask m_t below.
+          r_t  the refractory counter is an interval too: a neuron that spiked at t−1 in some networks of the box
+               and not in others is refractory in some and not in others. m_t = 1(r_t = 0) is then [0, 1]:
+               certainly allowed only if r_t is surely 0, certainly blocked only if r_t is surely > 0. The spike
+               interval is widened only where it matters: z_t = spike·m_t is [0, 1] where the neuron may fire and
+               may be blocked, but stays [0, 0] where it cannot fire anyway and [1, 1] where it surely fires and is
+               surely allowed. r_{t+1} = where(z_t, refractory, max(r_t − 1, 0)) takes the hull of both branches
+               where z_t is [0, 1]: [max(r̲_t − 1, 0), refractory]. This is exactly the range of the counter, given
+               the ranges of z_t and r_t (it is increasing in both), so nothing is needlessly loose; what is lost
+               is only the correlation between states (a network that did spike is the one that is refractory).
+        The states start as plain zero arrays and become Tensors or Intervals from the first step on: +, −, * then
+        work for both (F is needed only where a Tensor parameter may meet an Interval one).
+        """
         n_batch, n_steps, _ = x.shape
-        n_hidden = self.num_hidden
-        zeros = np.zeros((n_batch, n_hidden), dtype=np.result_type(x.dtype, w_rec.dtype))
-        v, b, z = Tensor(zeros), Tensor(zeros), Tensor(zeros)   # V_{−1}, b_{−1}, z_{−1}
-        threshold = Tensor(zeros + self.b0)                      # B_{−1} (unused: z_{−1} = 0)
-        refractory_left = np.zeros((n_batch, n_hidden), dtype=np.int64)
+        zeros = np.zeros((n_batch, self.num_hidden), dtype=np.result_type(x.dtype, w_rec.dtype))
+        v, b, z = zeros, zeros, zeros                           # V_{−1}, b_{−1}, z_{−1}
+        threshold = zeros + self.b0                             # B_{−1} (unused: z_{−1} = 0)
+        refractory_left = zeros                                 # r_0: steps each neuron must still stay silent
         spikes = []
         for t in range(n_steps):
-            synaptic = x[:, t] @ w_in + z @ w_rec
+            synaptic = F.add(F.matmul(x[:, t], w_in), F.matmul(z, w_rec))     # x_t W_in + z_{t−1} W_rec
             v = self.rho_v * v + (1 - self.rho_v) * synaptic - z * threshold
             b = self.rho_b * b + (1 - self.rho_b) * z
             threshold = self.b0 + self.beta * b
-            allowed = refractory_left == 0                         # m_t, a constant: no gradient through it
-            z = ops.spike(v, threshold, self.dampening) * allowed
-            refractory_left = np.where(z.data > 0, self.refractory, np.maximum(refractory_left - 1, 0))
-            spikes.append(ops.reshape(z, (n_batch, 1, n_hidden)))
-        return ops.concatenate(spikes, axis=1)
+            allowed = F.equal(refractory_left, 0)                               # m_t = 1(r_t = 0): no gradient
+            z = F.spike(v, threshold, self.dampening) * allowed
+            refractory_left = F.where(z, self.refractory, F.relu(refractory_left - 1))   # r_{t+1}
+            spikes.append(F.reshape(z, (n_batch, 1, self.num_hidden)))
+        return F.concatenate(spikes, axis=1)
 
     # ------------------------------------------------------------------------------------------- fused path
     def fused_spikes(self, x, w_in, w_rec):

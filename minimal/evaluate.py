@@ -1,0 +1,509 @@
+"""python -m minimal.evaluate {mismatch,attack,landscape,membrane,ibp} --checkpoint DIR [--checkpoint DIR …]
+
+The robustness measurements of the paper's §4, on one or several trained checkpoints side by side:
+
+  mismatch    Table 1, Fig. 2     test accuracy under device mismatch Θ·(1 + ζ·N(0, 1)) (Eq. 1), many draws per ζ
+  attack      Fig. 3, S3, S5c     test accuracy after the weight attack of Algorithm 1 (PGA on the cross-entropy
+                                  or on the KL boundary loss) and after a random perturbation of the same size
+  landscape   Fig. 1, S2, Tab. S1 test cross-entropy L(Θ + α·v) along random directions v = |Θ|·ζ·N(0, 1)
+  membrane    Fig. S10            histogram of the LSNN's membrane potentials relative to its threshold
+  ibp         Fig. S9             interval bound propagation (handed over to minimal.robust.ibp)
+
+Each subcommand prints its table and writes <subcommand>.csv, .json (every number, every draw) and .png into
+--out (default runs/eval-<subcommand>), each file atomically. A checkpoint is evaluated on the split of its own
+data seed, so "test" is the split that model never saw. A missing or unreadable checkpoint or data set gives one
+line on stderr and exit code 1; a bad argument, exit code 2.
+
+Examples:
+  python -m minimal.evaluate mismatch --checkpoint runs/ecg-standard-seed0 --checkpoint runs/ecg-beta-seed0
+  python -m minimal.evaluate attack --checkpoint runs/fmnist-standard-seed0 --max-samples 1000
+  python -m minimal.evaluate landscape --checkpoint runs/fmnist-standard-seed0 --label Standard
+  python -m minimal.evaluate membrane --checkpoint runs/ecg-standard-seed0 --checkpoint runs/ecg-beta-seed0
+"""
+import argparse
+import csv
+import io
+import os
+import sys
+import time
+import zipfile
+from dataclasses import dataclass
+
+import numpy as np
+from tqdm import tqdm
+
+from . import plots
+from .data.common import DataNotFoundError, Split, iterate_minibatches
+from .io import atomic_save_json, atomic_write_bytes
+from .metrics import accuracy, mean_cross_entropy, predict_logits
+from .nn.lsnn import LSNN
+from .nn.module import load_checkpoint
+from .robust.attack import cross_entropy_objective, kl_objective, pga_attack, random_box_attack
+from .robust.mismatch import mismatch_draws, parameter_arrays
+from .tasks import TASKS, model_rng
+from .train import OneLineErrorParser, positive_float, positive_int
+
+EXIT_ERROR = 1
+MISMATCH_ZETAS = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7)           # Table 1
+ATTACK_ZETAS = (0.0, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5)      # Fig. 3
+ATTACKS = {                                                 # --attacks name -> name in tables and legends
+    "pga-ce": "PGA on cross-entropy",
+    "pga-kl": "PGA on KL",
+    "random": "random box corner",
+}
+
+
+class EvaluationError(RuntimeError):
+    """A checkpoint or request that cannot be evaluated; main() prints it as one line and exits with 1."""
+
+
+# ---------------------------------------------------------------------------------------------------- checkpoints
+@dataclass
+class Checkpoint:
+    """A trained model ready to evaluate, with the data it is evaluated on."""
+    label: str      # its name in tables and legends
+    folder: str
+    meta: dict      # meta.json: task, method, seed, settings, test_acc, …
+    model: object   # the Module, in eval mode, holding the trained Θ
+    split: Split    # the evaluation split (a fixed subset of --max-samples samples, if given)
+
+
+def load_model(folder):
+    """(model in eval mode, meta) from a checkpoint folder; any problem is an EvaluationError naming the folder."""
+    try:
+        state, meta = load_checkpoint(folder)
+    except (FileNotFoundError, zipfile.BadZipFile) as error:
+        raise EvaluationError(f"cannot read checkpoint {folder}: {error}") from None
+    missing = [key for key in ("task", "method", "seed") if key not in meta]
+    if missing:
+        raise EvaluationError(f"checkpoint {folder} has no {', '.join(missing)} in meta.json")
+    task = meta["task"]
+    if task not in TASKS:
+        raise EvaluationError(f"checkpoint {folder} is for task {task!r}, which is not one of {', '.join(TASKS)}")
+    model = TASKS[task].build_model(model_rng(0))  # initial values are replaced by the checkpoint's right away
+    try:
+        model.load_state_dict(state)
+    except (KeyError, ValueError) as error:
+        raise EvaluationError(f"checkpoint {folder} does not fit the {task} model: {error}") from None
+    return model.eval(), meta
+
+
+def load_checkpoints(args):
+    """Every --checkpoint with its label and evaluation split; each data set is loaded once per task and seed."""
+    loaded = [(folder, *load_model(folder)) for folder in args.checkpoint]
+    labels = args.label or [f"{meta['method']} seed {meta['seed']}" for _, _, meta in loaded]
+    repeated = sorted({label for label in labels if labels.count(label) > 1})
+    if repeated:
+        raise EvaluationError(f"several checkpoints are labelled {repeated[0]!r}; name each one with --label")
+    datasets, checkpoints = {}, []
+    for label, (folder, model, meta) in zip(labels, loaded):
+        key = (meta["task"], meta["seed"])
+        if key not in datasets:
+            datasets[key] = TASKS[key[0]].load_data(args.data_dir, key[1])
+        split = sample_subset(getattr(datasets[key], args.split), args.max_samples)
+        checkpoints.append(Checkpoint(label, folder, meta, model, split))
+    return checkpoints
+
+
+def sample_subset(split, count):
+    """`count` samples of the split, the same ones every time (a fixed random choice, kept in their original order);
+    the whole split for count=None. Random rather than the first ones: the ECG test split is sorted by class.
+    minimal.robust.ibp picks the same subset."""
+    if count is None or count >= len(split):
+        return split
+    index = np.sort(np.random.default_rng(0).choice(len(split), count, replace=False))
+    return Split(split.x[index], split.y[index])
+
+
+def checkpoint_record(checkpoint):
+    """What the JSON output says about a checkpoint."""
+    meta = checkpoint.meta
+    return {"label": checkpoint.label, "folder": checkpoint.folder, "task": meta["task"], "method": meta["method"],
+            "seed": meta["seed"], "num_samples": len(checkpoint.split)}
+
+
+def generator(seed, *keys):
+    """The np.random.Generator of one cell of an experiment, e.g. one ζ (keys: numbers ≥ 0).
+
+    Seeding every cell from (seed, keys), instead of drawing everything from one stream, makes a result
+    independent of what else is in the run: `--zetas 0.3` alone reproduces the 0.3 column of a full sweep, and
+    every checkpoint sees the same random numbers. Fractional keys (ζ) enter in millionths.
+    """
+    return np.random.default_rng([seed, *(int(round(key * 1_000_000)) for key in keys)])
+
+
+# ---------------------------------------------------------------------------------------------------- mismatch
+def mismatch_accuracies(model, split, zeta, num_draws, rng, batch_size=500, desc=None):
+    """Accuracy on the split for each of `num_draws` mismatch draws Θ·(1 + ζ·N(0, 1)) (Eq. 1).
+
+    A draw is one simulated chip: a full set of frozen parameters, passed to the model as `params` (the model
+    itself is never changed). It is scored on the whole split in batches of `batch_size` samples under no_grad,
+    in float32, so the only Python loop is over draws and batches. ζ = 0 needs one draw: that draw is Θ itself.
+    """
+    num_draws = 1 if zeta == 0 else num_draws
+    draws = tqdm(mismatch_draws(model, zeta, num_draws, rng), total=num_draws, desc=desc, unit="draw", leave=False)
+    return np.array([accuracy(model, split, batch_size, draw) for draw in draws])
+
+
+def summarise(accuracies):
+    """Table 1's numbers of one cell, in %: mean, standard deviation (of the draws, ddof 0) and minimum."""
+    percent = 100 * np.asarray(accuracies, dtype=np.float64)
+    return {"mean": float(percent.mean()), "std": float(percent.std()), "min": float(percent.min())}
+
+
+def format_cell(summary):
+    """'mean ± std (min)' with two decimals, e.g. '91.77 ± 0.12 (91.29)'."""
+    return f"{summary['mean']:.2f} ± {summary['std']:.2f} ({summary['min']:.2f})"
+
+
+def table1_rows(summaries, zetas):
+    """Table 1 as rows of strings: a header, then one row per checkpoint with one cell per ζ.
+
+    summaries: label -> {ζ: summarise(...)}.
+    """
+    header = ["checkpoint"] + [f"ζ = {zeta:g}" for zeta in zetas]
+    return [header] + [[label] + [format_cell(cells[zeta]) for zeta in zetas] for label, cells in summaries.items()]
+
+
+def format_table(rows):
+    """Rows of strings as text with aligned columns, two spaces apart."""
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows)
+
+
+def timed_mismatch(checkpoint, zeta, args):
+    """One cell of Table 1: the accuracies of the draws and the seconds each draw took."""
+    start = time.perf_counter()
+    accuracies = mismatch_accuracies(checkpoint.model, checkpoint.split, zeta, args.draws, generator(args.seed, zeta),
+                                     args.batch_size, desc=f"{checkpoint.label}, ζ = {zeta:g}")
+    return {"accuracies": accuracies, "seconds_per_draw": (time.perf_counter() - start) / len(accuracies)}
+
+
+def run_mismatch(args):
+    checkpoints = load_checkpoints(args)
+    cells = {checkpoint.label: {zeta: timed_mismatch(checkpoint, zeta, args) for zeta in args.zetas}
+             for checkpoint in checkpoints}
+    summaries = {label: {zeta: summarise(cell["accuracies"]) for zeta, cell in row.items()}
+                 for label, row in cells.items()}
+    rows = table1_rows(summaries, args.zetas)
+    print(f"Table 1: {args.split} accuracy (%) under mismatch Θ·(1 + ζN(0, 1)), mean ± std (min) over "
+          f"{args.draws} draws (ζ = 0: one)")
+    print(format_table(rows))
+    timed = [zeta for zeta in args.zetas if zeta > 0] or args.zetas  # ζ = 0 also pays for the first-call warm-up
+    for checkpoint in checkpoints:
+        per_draw = np.mean([cells[checkpoint.label][zeta]["seconds_per_draw"] for zeta in timed])
+        print(f"{checkpoint.label}: {per_draw:.3f} s per draw on {len(checkpoint.split)} samples")
+    results = [{**checkpoint_record(checkpoint), "results": [
+        {"zeta": zeta, **summaries[checkpoint.label][zeta], "seconds_per_draw": cell["seconds_per_draw"],
+         "accuracies": cell["accuracies"].tolist()} for zeta, cell in cells[checkpoint.label].items()]}
+        for checkpoint in checkpoints]
+    write_outputs(args.out, "mismatch", rows, {"figure": "Table 1, Fig. 2", "split": args.split, "draws": args.draws,
+                                               "seed": args.seed, "zetas": args.zetas, "checkpoints": results})
+    accuracies = {label: {zeta: cell["accuracies"] for zeta, cell in row.items()} for label, row in cells.items()}
+    plots.plot_mismatch_boxes(accuracies, os.path.join(args.out, "mismatch.png"))
+
+
+# ---------------------------------------------------------------------------------------------------- attack
+def attacked_parameters(model, x, y, attack, zeta, rng, num_steps=10, epsilon=0.001):
+    """Θ* for one minibatch (x, y): PGA (Algorithm 1) on its cross-entropy ("pga-ce", Fig. 3) or on the KL
+    between the clean and the attacked outputs ("pga-kl", Fig. S3), or a random corner of the ζ-box ("random")."""
+    if attack == "random":
+        return random_box_attack(model, zeta, rng)
+    objective = cross_entropy_objective(y) if attack == "pga-ce" else kl_objective(model, x)
+    return pga_attack(model, x, objective, rng, zeta, num_steps, epsilon).theta_star
+
+
+def attacked_accuracy(model, split, attack, zeta, rng, batch_size=1000, num_steps=10, epsilon=0.001):
+    """Accuracy on the split after the attack, which is computed per minibatch.
+
+    The split is cut into random minibatches of `batch_size` samples; each minibatch gets its own Θ*, and its
+    samples are classified at that Θ*. So Θ* is tailored to the samples it is scored on: a smaller minibatch
+    makes a stronger attack, and so would a minibatch of one class (the ECG test split is sorted by class, hence
+    the shuffle). batch_size ≥ len(split) gives one Θ* for the whole split, as the authors' worst-case experiment
+    (`get_whole_attacked_test_acc`) attacks the whole test set at once. ζ = 0 leaves nothing to attack (the box
+    is the point Θ): the clean accuracy.
+    """
+    if zeta == 0:
+        return accuracy(model, split, batch_size)
+    correct = 0
+    for x, y in iterate_minibatches(split, batch_size, rng):
+        theta_star = attacked_parameters(model, x, y, attack, zeta, rng, num_steps, epsilon)
+        correct += int(np.sum(predict_logits(model, x, batch_size, theta_star).argmax(axis=1) == y))
+    return correct / len(split)
+
+
+def attack_sweep(checkpoint, args):
+    """attack -> accuracies (len(ζ), repeats) of one checkpoint, for every attack, ζ and repeat."""
+    accuracies = {attack: np.zeros((len(args.zetas), args.repeats)) for attack in args.attacks}
+    cells = [(attack, k, repeat)
+             for attack in args.attacks for k in range(len(args.zetas)) for repeat in range(args.repeats)]
+    for attack, k, repeat in tqdm(cells, desc=checkpoint.label, unit="attack", leave=False):
+        rng = generator(args.seed, list(ATTACKS).index(attack), args.zetas[k], repeat)
+        accuracies[attack][k, repeat] = attacked_accuracy(checkpoint.model, checkpoint.split, attack, args.zetas[k],
+                                                          rng, args.batch_size, args.num_steps, args.epsilon)
+    return accuracies
+
+
+def run_attack(args):
+    checkpoints = load_checkpoints(args)
+    sweeps = {checkpoint.label: attack_sweep(checkpoint, args) for checkpoint in checkpoints}
+    rows = [["checkpoint", "attack"] + [f"ζ = {zeta:g}" for zeta in args.zetas]]
+    rows += [[label, attack] + [f"{100 * mean:.2f}" for mean in accuracies.mean(axis=1)]
+             for label, sweep in sweeps.items() for attack, accuracies in sweep.items()]
+    print(f"Fig. 3 / S3 / S5c: {args.split} accuracy (%) after the attack, Θ* computed per minibatch of "
+          f"{args.batch_size} samples, mean over {args.repeats} repeat(s)")
+    print(format_table(rows))
+    results = [{**checkpoint_record(checkpoint), "results": [
+        {"attack": attack, "zeta": zeta, "accuracies": accuracies[k].tolist(), "mean": float(accuracies[k].mean()),
+         "std": float(accuracies[k].std())}
+        for attack, accuracies in sweeps[checkpoint.label].items() for k, zeta in enumerate(args.zetas)]}
+        for checkpoint in checkpoints]
+    write_outputs(args.out, "attack", rows, {
+        "figure": "Fig. 3, S3, S5c", "split": args.split, "seed": args.seed, "zetas": args.zetas,
+        "attack_batch_size": args.batch_size, "num_steps": args.num_steps, "epsilon": args.epsilon,
+        "repeats": args.repeats, "checkpoints": results})
+    curves = {label: {ATTACKS[attack]: accuracies.mean(axis=1) for attack, accuracies in sweep.items()}
+              for label, sweep in sweeps.items()}
+    plots.plot_attack_curves(args.zetas, curves, os.path.join(args.out, "attack.png"))
+
+
+# ---------------------------------------------------------------------------------------------------- landscape
+def random_direction(model, zeta, rng):
+    """v = |Θ| · ζ · N(0, 1) for every parameter: a random direction scaled like mismatch (Fig. 1, ζ = 0.2)."""
+    return {name: (np.abs(theta) * zeta * rng.standard_normal(theta.shape)).astype(theta.dtype)
+            for name, theta in parameter_arrays(model).items()}
+
+
+def loss_along(model, split, direction, alphas, batch_size=500, desc=None):
+    """The cross-entropy on the split at Θ + α·v, for every α (α = 0 gives exactly the clean loss)."""
+    theta = parameter_arrays(model)
+    return np.array([
+        mean_cross_entropy(model, split, batch_size,
+                           {name: (theta[name] + alpha * v).astype(v.dtype) for name, v in direction.items()})
+        for alpha in tqdm(alphas, desc=desc, unit="α", leave=False)])
+
+
+def landscape_slope(alphas, losses):
+    """Table S1's flatness of one curve: the mean over the α grid of |ΔL| / Δα between neighbouring points."""
+    return float(np.mean(np.abs(np.diff(losses)) / np.diff(alphas)))
+
+
+def landscape_trials(checkpoint, alphas, args):
+    """Losses (repeats, len(alphas)) of one checkpoint: one row per random direction."""
+    rows = []
+    for repeat in range(args.repeats):
+        direction = random_direction(checkpoint.model, args.zeta, generator(args.seed, repeat))
+        rows.append(loss_along(checkpoint.model, checkpoint.split, direction, alphas, args.batch_size,
+                               desc=f"{checkpoint.label}, direction {repeat + 1}/{args.repeats}"))
+    return np.array(rows)
+
+
+def run_landscape(args):
+    checkpoints = load_checkpoints(args)
+    alphas = np.linspace(-args.alpha_max, args.alpha_max, args.num_alphas)
+    losses = {checkpoint.label: landscape_trials(checkpoint, alphas, args) for checkpoint in checkpoints}
+    slopes = {label: [landscape_slope(alphas, trial) for trial in trials] for label, trials in losses.items()}
+    print(f"Table S1: mean |ΔL|/Δα of the {args.split} loss along {args.repeats} directions "
+          f"v = |Θ|·{args.zeta:g}·N(0, 1), α ∈ [{-args.alpha_max:g}, {args.alpha_max:g}], "
+          f"mean ± std over directions")
+    print(format_table([["checkpoint", "slope"]] + [[label, f"{np.mean(values):.4f} ± {np.std(values):.4f}"]
+                                                     for label, values in slopes.items()]))
+    rows = [["checkpoint", "direction"] + [f"α = {alpha:g}" for alpha in alphas]]
+    rows += [[label, str(repeat + 1)] + [f"{loss:.6f}" for loss in trial]
+             for label, trials in losses.items() for repeat, trial in enumerate(trials)]
+    results = [{**checkpoint_record(checkpoint), "losses": losses[checkpoint.label].tolist(),
+                "slopes": slopes[checkpoint.label], "slope_mean": float(np.mean(slopes[checkpoint.label])),
+                "slope_std": float(np.std(slopes[checkpoint.label]))} for checkpoint in checkpoints]
+    write_outputs(args.out, "landscape", rows, {"figure": "Fig. 1, S2, Table S1", "split": args.split,
+                                                "seed": args.seed, "zeta": args.zeta, "alphas": alphas.tolist(),
+                                                "checkpoints": results})
+    plots.plot_landscape(alphas, losses, os.path.join(args.out, "landscape.png"))
+
+
+# ---------------------------------------------------------------------------------------------------- membrane
+def membrane_histogram(model, split, bin_edges, batch_size=250):
+    """Histogram of (V − B)/B over every sample, time step and neuron of the split (Fig. S10).
+
+    (V − B)/B is the membrane potential V measured from the adaptive threshold B in units of B: 0 is the
+    threshold, and |(V − B)/B| < 1 is where the surrogate gradient (Eq. 4) is nonzero, the band in which a small
+    change of the weights can add or remove a spike. Dividing by B also makes neurons whose thresholds have
+    adapted to different heights comparable.
+
+    Returns the density (counts / (all values · bin width): the area under it is the fraction of values inside
+    the edges), the fraction near threshold (|(V − B)/B| < 1) and the fraction outside the edges.
+    """
+    counts, near, total = np.zeros(len(bin_edges) - 1), 0, 0
+    for start in range(0, len(split), batch_size):
+        state = model.record_state(split.x[start:start + batch_size])
+        relative = (state["v"] - state["threshold"]) / state["threshold"]
+        counts += np.histogram(relative, bin_edges)[0]
+        near += np.count_nonzero(np.abs(relative) < 1)
+        total += relative.size
+    return {"density": counts / (total * np.diff(bin_edges)), "near_threshold": near / total,
+            "outside": 1 - counts.sum() / total}
+
+
+def run_membrane(args):
+    checkpoints = load_checkpoints(args)
+    for checkpoint in checkpoints:
+        if not isinstance(checkpoint.model, LSNN):
+            raise EvaluationError(f"membrane potentials need an LSNN; {checkpoint.folder} holds a "
+                                  f"{type(checkpoint.model).__name__} ({checkpoint.meta['task']} task)")
+    bin_edges = np.linspace(args.range[0], args.range[1], args.bins + 1)
+    histograms = {checkpoint.label: membrane_histogram(checkpoint.model, checkpoint.split, bin_edges, args.batch_size)
+                  for checkpoint in tqdm(checkpoints, unit="checkpoint", leave=False)}
+    print(f"Fig. S10: membrane potentials (V − B)/B on the {args.split} split")
+    header = ["checkpoint", "near threshold |(V−B)/B| < 1", f"outside [{args.range[0]:g}, {args.range[1]:g}]"]
+    print(format_table([header] + [[label, f"{100 * h['near_threshold']:.2f} %", f"{100 * h['outside']:.2f} %"]
+                                   for label, h in histograms.items()]))
+    rows = [["bin from", "bin to"] + list(histograms)]
+    rows += [[f"{bin_edges[k]:g}", f"{bin_edges[k + 1]:g}"] + [f"{h['density'][k]:.6g}" for h in histograms.values()]
+             for k in range(args.bins)]
+    results = [{**checkpoint_record(checkpoint), **histograms[checkpoint.label],
+                "density": histograms[checkpoint.label]["density"].tolist()} for checkpoint in checkpoints]
+    write_outputs(args.out, "membrane", rows, {"figure": "Fig. S10", "split": args.split, "quantity": "(V - B) / B",
+                                               "bin_edges": bin_edges.tolist(), "checkpoints": results})
+    densities = {f"{label} ({100 * h['near_threshold']:.0f}% near threshold, {100 * h['outside']:.0f}% outside "
+                 f"the plot)": h["density"] for label, h in histograms.items()}
+    plots.plot_membrane_histogram(bin_edges, densities, os.path.join(args.out, "membrane.png"))
+
+
+# ---------------------------------------------------------------------------------------------------- ibp
+def run_ibp(argv):
+    """Hand the arguments after `ibp` to minimal.robust.ibp.main_ibp; returns its exit code."""
+    try:
+        from .robust.ibp import main_ibp
+    except ModuleNotFoundError as error:
+        if error.name != "minimal.robust.ibp":
+            raise
+        raise EvaluationError("the ibp subcommand needs minimal/robust/ibp.py, which is not written yet") from None
+    return main_ibp(argv)
+
+
+# ---------------------------------------------------------------------------------------------------- output
+def write_outputs(folder, name, rows, record):
+    """<folder>/<name>.csv (rows of cells) and <folder>/<name>.json (record), each written atomically."""
+    text = io.StringIO()
+    csv.writer(text, lineterminator="\n").writerows(rows)
+    atomic_write_bytes(os.path.join(folder, name + ".csv"), text.getvalue().encode("utf-8"))
+    atomic_save_json(os.path.join(folder, name + ".json"), record)
+    print(f"wrote {os.path.join(folder, name)}.csv, .json and .png")
+
+
+# ---------------------------------------------------------------------------------------------------- command line
+def nonnegative_float(text):
+    value = float(text)
+    if not np.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a number ≥ 0, got {text}")
+    return value
+
+
+def nonnegative_int(text):
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer ≥ 0, got {text}")
+    return value
+
+
+def add_common_options(parser, batch_size, batch_help):
+    parser.add_argument("--checkpoint", action="append", required=True, metavar="DIR",
+                        help="checkpoint folder (model.npz + meta.json); repeat it to compare several")
+    parser.add_argument("--label", action="append",
+                        help="name in tables and legends, one per --checkpoint in the same order "
+                             "(default: '<method> seed <seed>' from meta.json)")
+    parser.add_argument("--split", choices=("test", "val"), default="test", help="data split (default: test)")
+    parser.add_argument("--out", help="output folder (default: runs/eval-<subcommand>)")
+    parser.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the random draws (default: 0)")
+    parser.add_argument("--max-samples", type=positive_int, metavar="N",
+                        help="use a fixed random subset of N samples of the split, the same in every run, for a "
+                             "quick look (default: all)")
+    parser.add_argument("--batch-size", type=positive_int, default=batch_size,
+                        help=f"{batch_help} (default: {batch_size})")
+    parser.add_argument("--data-dir", help="folder with the task's data (default: search the usual places)")
+
+
+def build_parser():
+    paragraphs = __doc__.split("\n\n")
+    parser = OneLineErrorParser(prog="python -m minimal.evaluate", description="\n\n".join(paragraphs[1:4]),
+                                epilog=paragraphs[4], formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{mismatch,attack,landscape,membrane,ibp}")
+    forward_batch = "samples per forward pass (speed and memory only, the result does not depend on it)"
+
+    mismatch = commands.add_parser("mismatch", help="Table 1, Fig. 2: accuracy under mismatch Θ·(1 + ζ·N(0, 1))")
+    add_common_options(mismatch, 500, forward_batch)
+    mismatch.add_argument("--zetas", type=nonnegative_float, nargs="+", default=MISMATCH_ZETAS, metavar="ζ",
+                          help="mismatch levels (default: %(default)s)")
+    mismatch.add_argument("--draws", type=positive_int, default=100,
+                          help="mismatch draws (simulated chips) per ζ > 0 (default: 100, as the paper)")
+
+    attack = commands.add_parser("attack",
+                                 help="Fig. 3, S3, S5c: accuracy after the PGA weight attack and a random one")
+    add_common_options(attack, 1000, "samples per attacked minibatch: each minibatch gets its own Θ*")
+    attack.add_argument("--zetas", type=nonnegative_float, nargs="+", default=ATTACK_ZETAS, metavar="ζ",
+                        help="attack sizes: the box |Θ* − Θ| ≤ ζ|Θ| (default: %(default)s)")
+    attack.add_argument("--attacks", nargs="+", choices=list(ATTACKS), default=list(ATTACKS),
+                        help="pga-ce: PGA on the cross-entropy (Fig. 3); pga-kl: PGA on the KL boundary loss "
+                             "(Fig. S3); random: a random corner of the box (Fig. S5c) (default: all three)")
+    attack.add_argument("--repeats", type=positive_int, default=1,
+                        help="repeats with other seeds, averaged (default: 1)")
+    attack.add_argument("--num-steps", type=positive_int, default=10, help="PGA steps N_steps (default: 10)")
+    attack.add_argument("--epsilon", type=nonnegative_float, default=0.001,
+                        help="random start Θ*₀ = Θ + |Θ|·ε·N(0, 1) (default: 0.001)")
+
+    landscape = commands.add_parser("landscape", help="Fig. 1, S2, Table S1: test loss along random directions")
+    add_common_options(landscape, 500, forward_batch)
+    landscape.add_argument("--zeta", type=positive_float, default=0.2,
+                           help="direction size: v = |Θ|·ζ·N(0, 1) (default: 0.2)")
+    landscape.add_argument("--alpha-max", type=positive_float, default=2.0,
+                           help="α runs from −max to max (default: 2)")
+    landscape.add_argument("--num-alphas", type=positive_int, default=21, help="points on the α grid (default: 21)")
+    landscape.add_argument("--repeats", type=positive_int, default=5, help="random directions (default: 5)")
+
+    membrane = commands.add_parser("membrane", help="Fig. S10: LSNN membrane potentials relative to the threshold")
+    add_common_options(membrane, 250, forward_batch)
+    membrane.add_argument("--bins", type=positive_int, default=96, help="histogram bins (default: 96)")
+    membrane.add_argument("--range", type=float, nargs=2, default=(-6.0, 6.0), metavar=("LOW", "HIGH"),
+                          help="histogram range of (V − B)/B; values outside are counted but not drawn "
+                               "(default: -6 6)")
+
+    commands.add_parser("ibp", add_help=False,
+                        help="Fig. S9: interval bound propagation; see python -m minimal.evaluate ibp --help")
+    return parser
+
+
+def check_arguments(parser, args, unknown):
+    """The checks argparse cannot express; a failure is a usage error (one line, exit code 2)."""
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if args.label and len(args.label) != len(args.checkpoint):
+        parser.error(f"give one --label per --checkpoint: {len(args.label)} labels for "
+                     f"{len(args.checkpoint)} checkpoints")
+    if hasattr(args, "zetas"):
+        args.zetas = sorted(set(args.zetas))
+    if args.command == "landscape" and args.num_alphas < 2:
+        parser.error(f"--num-alphas must be at least 2 (a slope needs two points), got {args.num_alphas}")
+    if args.command == "membrane" and args.range[0] >= args.range[1]:
+        parser.error(f"--range LOW HIGH needs LOW < HIGH, got {args.range[0]:g} {args.range[1]:g}")
+    args.out = args.out or os.path.join("runs", f"eval-{args.command}")
+
+
+COMMANDS = {"mismatch": run_mismatch, "attack": run_attack, "landscape": run_landscape, "membrane": run_membrane}
+
+
+def main(argv=None):
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)  # the unknown ones are ibp's own options
+    if args.command != "ibp":
+        check_arguments(parser, args, unknown)
+    try:
+        if args.command == "ibp":
+            return run_ibp(unknown)
+        COMMANDS[args.command](args)
+    except (EvaluationError, DataNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

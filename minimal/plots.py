@@ -1,0 +1,147 @@
+"""The paper's figures, one function each, saved as PNG.
+
+    plot_mismatch_boxes       Fig. 2              test accuracy under mismatch: one box per checkpoint and ζ
+    plot_attack_curves        Fig. 3, S3, S5c     test accuracy after a weight attack of size ζ (and a random one)
+    plot_landscape            Fig. 1, S2          test loss along random directions: mean and single trials
+    plot_membrane_histogram   Fig. S10            LSNN membrane potentials relative to the firing threshold
+    plot_verified_accuracy    Fig. S9             verified accuracy by interval bound propagation over ζ
+
+Each function takes what minimal/evaluate.py computes (dicts of NumPy arrays keyed by checkpoint label) and a
+path, writes the PNG atomically and returns the matplotlib Figure, which a notebook displays.
+
+The figures are `matplotlib.figure.Figure` objects rendered by the Agg backend, without pyplot: there is no global
+list of open figures to leak, and importing this module never changes the backend a notebook uses.
+"""
+import io
+
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+
+from .io import atomic_write_bytes
+
+DPI = 120
+LINESTYLES = ("-", "--", ":", "-.")  # one per attack kind in plot_attack_curves
+
+
+def save_png(figure, path):
+    """Render `figure` to PNG (Agg) and write it to `path` atomically; return the figure."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")
+    atomic_write_bytes(path, buffer.getvalue())
+    return figure
+
+
+def new_axes(title, xlabel, ylabel, width=7.0, height=4.5):
+    """A figure with one set of axes, its labels, its title and a light grid."""
+    figure = Figure(figsize=(width, height))
+    axes = figure.add_subplot()
+    axes.set_title(title, fontsize=11)
+    axes.set_xlabel(xlabel)
+    axes.set_ylabel(ylabel)
+    axes.grid(alpha=0.3)
+    return figure, axes
+
+
+# ---------------------------------------------------------------------------------------------------- Fig. 2
+def plot_mismatch_boxes(table, path):
+    """Fig. 2: test accuracy (%) of every mismatch draw Θ·(1 + ζ·N(0, 1)), one box per checkpoint per ζ.
+
+    table: label -> {ζ: accuracies of the draws (fractions)}. Boxes of one ζ stand side by side, one colour per
+    checkpoint; the whiskers reach 1.5 box heights, points beyond are single draws (the bad chips).
+    """
+    labels = list(table)
+    zetas = sorted({zeta for cells in table.values() for zeta in cells})
+    figure, axes = new_axes("Fig. 2: test accuracy under mismatch Θ·(1 + ζ·N(0, 1))", "mismatch level ζ",
+                            "test accuracy (%)", width=max(7.0, 1.1 * len(zetas) * max(1, len(labels) / 2)))
+    box_width = 0.8 / len(labels)
+    for index, label in enumerate(labels):
+        shift = (index - (len(labels) - 1) / 2) * box_width
+        present = [k for k, zeta in enumerate(zetas) if zeta in table[label]]
+        axes.boxplot([100 * np.asarray(table[label][zetas[k]]) for k in present],
+                     positions=[k + shift for k in present], widths=0.85 * box_width, patch_artist=True,
+                     boxprops={"facecolor": f"C{index}", "alpha": 0.6}, medianprops={"color": "black"},
+                     flierprops={"marker": ".", "markersize": 3})
+    axes.set_xticks(range(len(zetas)), [f"{zeta:g}" for zeta in zetas])
+    axes.set_xlim(-0.5, len(zetas) - 0.5)
+    axes.legend(handles=[Patch(facecolor=f"C{i}", alpha=0.6, label=label) for i, label in enumerate(labels)],
+                loc="best")
+    return save_png(figure, path)
+
+
+# ---------------------------------------------------------------------------------------------------- Fig. 3
+def plot_attack_curves(zetas, curves, path):
+    """Fig. 3 / S3 / S5c: test accuracy (%) after an attack of size ζ, one line per checkpoint and attack kind.
+
+    zetas  : the attack sizes, drawn equally spaced (as in the paper) since they span two orders of magnitude
+    curves : label -> {attack name: accuracies (fractions), one per ζ}; colour = checkpoint, line style = attack
+    """
+    figure, axes = new_axes("Fig. 3, S3, S5c: test accuracy after a weight attack of size ζ",
+                            "attack size ζ (box |Θ* − Θ| ≤ ζ|Θ|)", "test accuracy (%)")
+    positions = np.arange(len(zetas))
+    for index, (label, attacks) in enumerate(curves.items()):
+        for style, (attack, accuracies) in zip(LINESTYLES, attacks.items()):
+            axes.plot(positions, 100 * np.asarray(accuracies), color=f"C{index}", linestyle=style, marker="o",
+                      markersize=4, label=f"{label}: {attack}")
+    axes.set_xticks(positions, [f"{zeta:g}" for zeta in zetas])
+    axes.set_ylim(0, 100)
+    axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))  # beside the axes: many lines
+    return save_png(figure, path)
+
+
+# ---------------------------------------------------------------------------------------------------- Fig. 1
+def plot_landscape(alphas, losses, path):
+    """Fig. 1 and S2: test cross-entropy L(Θ + α·v) along random directions v = |Θ|·ζ·N(0, 1).
+
+    losses: label -> array (repeats, len(alphas)), one row per direction. The thick line is the mean over the
+    directions (Fig. 1), the thin ones are the single directions (Fig. S2). Flat curves = a robust minimum.
+    """
+    figure, axes = new_axes("Fig. 1 (mean, thick) and S2 (single directions, thin): test loss around Θ",
+                            "α  (parameters Θ + α·v, v = |Θ|·ζ·N(0, 1))", "test cross-entropy")
+    for index, (label, trials) in enumerate(losses.items()):
+        trials = np.atleast_2d(trials)
+        for trial in trials:
+            axes.plot(alphas, trial, color=f"C{index}", linewidth=0.8, alpha=0.35)
+        axes.plot(alphas, trials.mean(axis=0), color=f"C{index}", linewidth=2.2, label=label)
+    axes.axvline(0, color="grey", linewidth=0.8, linestyle=":")
+    axes.legend(loc="upper center")
+    return save_png(figure, path)
+
+
+# ---------------------------------------------------------------------------------------------------- Fig. S10
+def plot_membrane_histogram(bin_edges, densities, path):
+    """Fig. S10: distribution of the LSNN membrane potentials V relative to the adaptive threshold B.
+
+    The x axis is (V − B)/B: 0 is the threshold, and on |(V − B)/B| < 1 (shaded) the surrogate gradient of Eq. 4
+    is nonzero, i.e. V is close enough to B that a small weight change can add or remove a spike.
+    densities: label -> normalised counts per bin (the area under a curve is the fraction of values in range).
+    """
+    figure, axes = new_axes("Fig. S10: membrane potentials relative to the firing threshold",
+                            "(V − B) / B   (0 = threshold)", "normalised count")
+    axes.axvspan(-1, 1, color="grey", alpha=0.12, label="|(V − B)/B| < 1: near threshold")
+    axes.axvline(0, color="black", linewidth=0.8)
+    for index, (label, density) in enumerate(densities.items()):
+        axes.stairs(density, bin_edges, baseline=None, color=f"C{index}", linewidth=1.6, label=label)
+    axes.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.15))  # below the axes: long labels
+    return save_png(figure, path)
+
+
+# ---------------------------------------------------------------------------------------------------- Fig. S9
+def plot_verified_accuracy(table, path):
+    """Fig. S9: verified test accuracy (%) by interval bound propagation, one line per checkpoint.
+
+    table: label -> {ζ: verified accuracy (fraction)}, as minimal/robust/ibp.py's ibp_sweep returns it. A sample
+    counts when its class is correct for every network in the box [Θ − ζ|Θ|, Θ + ζ|Θ|]. The ζ are drawn equally
+    spaced, since they span two orders of magnitude (and include 0).
+    """
+    zetas = sorted({zeta for row in table.values() for zeta in row})
+    figure, axes = new_axes("Fig. S9: verified accuracy (interval bound propagation)",
+                            "attack size ζ (weights in [Θ − ζ|Θ|, Θ + ζ|Θ|])", "verified accuracy (%)")
+    for index, (label, row) in enumerate(table.items()):
+        present = [k for k, zeta in enumerate(zetas) if zeta in row]
+        axes.plot(present, [100 * row[zetas[k]] for k in present], color=f"C{index}", marker="o", markersize=4,
+                  label=label)
+    axes.set_xticks(range(len(zetas)), [f"{zeta:g}" for zeta in zetas])
+    axes.set_ylim(0, 100)
+    axes.legend(fontsize=8, loc="best")
+    return save_png(figure, path)

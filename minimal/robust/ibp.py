@@ -1,0 +1,215 @@
+"""Verified accuracy under weight perturbations, by interval bound propagation (Supplementary Fig. S9).
+
+For an attack size ζ every parameter Θ becomes the interval [Θ − ζ|Θ|, Θ + ζ|Θ|] (Interval.from_weights), and
+the model (the very code that trained it, written with minimal/nn/functional.py) computes interval logits
+[l̲, l̄] that contain the logits of every network in that box. A sample is *verified* when the correct class c wins
+in all of them, i.e. its lowest logit beats every other class's highest:
+
+    l̲_c > l̄_k   for every class k ≠ c.
+
+The paper says it as "the correct logit interval has the largest lower bound and is disjoint from the others",
+which is the same condition. The verified accuracy, the fraction of verified samples, is a lower bound on the
+accuracy of the worst network in the box; interval bounds are loose (they forget which network produced which
+value), so the true worst case is usually better. At ζ = 0 the box is the trained network alone, and the verified
+accuracy is its accuracy (a tie between two logits counts as not verified).
+
+    python -m minimal.evaluate ibp --checkpoint DIR [--checkpoint DIR …] [--zetas ζ …]
+    python -m minimal.robust.ibp   (the same)
+
+prints the verified accuracy per checkpoint and ζ and writes ibp.csv, ibp.json and ibp.png (Fig. S9) into --out.
+"""
+import argparse
+import csv
+import io
+import os
+import sys
+import zipfile
+
+import numpy as np
+from tqdm import tqdm
+
+from .. import plots
+from ..autodiff import no_grad
+from ..data.common import DataNotFoundError, Split
+from ..interval import Interval
+from ..io import atomic_save_json, atomic_write_bytes
+from ..nn.lsnn import LSNN
+from ..nn.module import load_checkpoint
+from ..tasks import TASKS, model_rng
+from ..train import OneLineErrorParser, positive_int
+
+DEFAULT_ZETAS = (0.0, 1e-5, 5e-5, 1e-4, 5e-4, 1e-3)  # the attack sizes of Fig. S9
+EXIT_ERROR = 1
+
+
+class IBPError(RuntimeError):
+    """A checkpoint that cannot be evaluated; main_ibp prints it as one line and exits with 1."""
+
+
+# ---------------------------------------------------------------------------------------------------- verification
+def interval_parameters(model, zeta):
+    """name -> [Θ − ζ|Θ|, Θ + ζ|Θ|] for every parameter (the paper perturbs every weight and bias)."""
+    return {name: Interval.from_weights(p.data, zeta) for name, p in model.named_parameters()}
+
+
+def interval_logits(model, x, params_intervals):
+    """Interval logits (N, classes) of `model` on the point inputs x, its parameters given as Intervals. The LSNN
+    runs its reference path: the fused kernel computes points only."""
+    with no_grad():
+        if isinstance(model, LSNN):
+            return model(x, params_intervals, path="reference")
+        return model(x, params_intervals)
+
+
+def verified_mask(lower, upper, labels):
+    """True for every sample whose correct class's lower logit bound exceeds every other class's upper bound.
+    lower, upper: (N, classes) logit bounds; labels: (N,) integer classes."""
+    rows = np.arange(len(labels))
+    others_upper = np.array(upper, dtype=np.float64)
+    others_upper[rows, labels] = -np.inf  # the correct class does not compete with itself
+    return lower[rows, labels] > others_upper.max(axis=1)
+
+
+def verified_accuracy(model, split, zeta, batch_size=100, desc=None):
+    """Fraction of the split's samples verified for every network in the box [Θ − ζ|Θ|, Θ + ζ|Θ|]."""
+    params = interval_parameters(model, zeta)
+    verified = 0
+    for start in tqdm(range(0, len(split), batch_size), desc=desc, leave=False, disable=None):
+        logits = interval_logits(model, split.x[start:start + batch_size], params)
+        verified += int(verified_mask(logits.lo, logits.hi, split.y[start:start + batch_size]).sum())
+    return verified / len(split)
+
+
+# ---------------------------------------------------------------------------------------------------- sweep
+def load_model(folder):
+    """(model in eval mode, meta) from a checkpoint folder; any problem is an IBPError naming the folder."""
+    try:
+        state, meta = load_checkpoint(folder)
+    except (FileNotFoundError, zipfile.BadZipFile) as error:
+        raise IBPError(f"cannot read checkpoint {folder}: {error}") from None
+    if meta.get("task") not in TASKS:
+        raise IBPError(f"checkpoint {folder}: meta.json names task {meta.get('task')!r}, not one of "
+                       f"{', '.join(TASKS)}")
+    model = TASKS[meta["task"]].build_model(model_rng(0))  # the initial values are replaced right away
+    try:
+        model.load_state_dict(state)
+    except (KeyError, ValueError) as error:
+        raise IBPError(f"checkpoint {folder} does not fit the {meta['task']} model: {error}") from None
+    return model.eval(), meta
+
+
+def random_subset(split, count, seed=0):
+    """`count` samples of the split drawn at random (the same ones every time), in their original order; the whole
+    split for count=None. Not simply the first ones: a split may be ordered by class (the ECG test split is)."""
+    if count is None or count >= len(split):
+        return split
+    index = np.sort(np.random.default_rng(seed).choice(len(split), count, replace=False))
+    return Split(split.x[index], split.y[index])
+
+
+def default_label(meta):
+    return f"{meta['task']} {meta.get('method', '?')} seed {meta.get('seed', 0)}"
+
+
+def ibp_sweep(checkpoints, zetas=DEFAULT_ZETAS, labels=None, split="test", max_samples=None, batch_size=100,
+              data_dir=None):
+    """Verified accuracy of every checkpoint at every ζ: {label: {ζ: fraction}}.
+
+    Each checkpoint is evaluated on the split of its own data seed (the test samples it never saw); each data set
+    is loaded once per task and seed. labels: one per checkpoint (default: '<task> <method> seed <seed>').
+    """
+    loaded = [load_model(folder) for folder in checkpoints]
+    labels = labels or [default_label(meta) for _, meta in loaded]
+    if len(set(labels)) < len(labels):
+        raise IBPError(f"several checkpoints have the label {max(labels, key=labels.count)!r}; give each a --label")
+    datasets, table = {}, {}
+    for label, (model, meta) in zip(labels, loaded):
+        key = (meta["task"], meta.get("seed", 0))
+        if key not in datasets:
+            datasets[key] = TASKS[key[0]].load_data(data_dir, key[1])
+        samples = random_subset(getattr(datasets[key], split), max_samples)
+        table[label] = {zeta: verified_accuracy(model, samples, zeta, batch_size, desc=f"{label}, ζ={zeta:g}")
+                        for zeta in zetas}
+    return table
+
+
+# ---------------------------------------------------------------------------------------------------- output
+def format_table(table):
+    """The table as text: one row per checkpoint, one column per ζ, verified accuracy in %."""
+    zetas = sorted({zeta for row in table.values() for zeta in row})
+    header = "verified accuracy (%)"
+    width = max(len(header), *(len(label) for label in table))
+    lines = [f"{header:{width}s}" + "".join(f"{'ζ=' + format(z, 'g'):>10s}" for z in zetas)]
+    for label, row in table.items():
+        lines.append(f"{label:{width}s}" + "".join(f"{100 * row[z]:10.1f}" for z in zetas))
+    return "\n".join(lines)
+
+
+def write_outputs(folder, table, settings):
+    """<folder>/ibp.csv (label, ζ, verified accuracy), ibp.json (the same and the settings), ibp.png (Fig. S9)."""
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(["label", "zeta", "verified_accuracy"])
+    writer.writerows([label, zeta, accuracy] for label, row in table.items() for zeta, accuracy in row.items())
+    atomic_write_bytes(os.path.join(folder, "ibp.csv"), text.getvalue().encode("utf-8"))
+    atomic_save_json(os.path.join(folder, "ibp.json"),
+                     {"settings": settings, "verified_accuracy": {label: [{"zeta": zeta, "verified_accuracy": acc}
+                                                                          for zeta, acc in row.items()]
+                                                                  for label, row in table.items()}})
+    plots.plot_verified_accuracy(table, os.path.join(folder, "ibp.png"))
+    print(f"wrote {os.path.join(folder, 'ibp')}.csv, .json and .png")
+
+
+# ---------------------------------------------------------------------------------------------------- command line
+def nonnegative_float(text):
+    value = float(text)
+    if not np.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
+    return value
+
+
+def build_parser():
+    parser = OneLineErrorParser(prog="python -m minimal.evaluate ibp",
+                                description="Fig. S9: verified accuracy by interval bound propagation. A sample is "
+                                            "verified when its correct class wins for every network in the box "
+                                            "[Θ − ζ|Θ|, Θ + ζ|Θ|].")
+    parser.add_argument("--checkpoint", action="append", required=True, metavar="DIR",
+                        help="checkpoint folder (model.npz + meta.json); repeat it to compare several")
+    parser.add_argument("--label", action="append",
+                        help="name in the table and legend, one per --checkpoint in the same order "
+                             "(default: '<task> <method> seed <seed>' from meta.json)")
+    parser.add_argument("--zetas", type=nonnegative_float, nargs="+", default=DEFAULT_ZETAS, metavar="ζ",
+                        help="attack sizes ζ (default: %(default)s)")
+    parser.add_argument("--split", choices=("test", "val"), default="test", help="data split (default: test)")
+    parser.add_argument("--max-samples", type=positive_int, metavar="N",
+                        help="use N samples of the split, drawn at random (the same N every run) (default: all)")
+    parser.add_argument("--batch-size", type=positive_int, default=100,
+                        help="samples per interval pass (speed and memory only) (default: 100)")
+    parser.add_argument("--data-dir", help="folder with the task's data (default: search the usual places)")
+    parser.add_argument("--out", default=os.path.join("runs", "eval-ibp"),
+                        help="output folder for ibp.csv, ibp.json, ibp.png (default: %(default)s)")
+    return parser
+
+
+def main_ibp(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.label and len(args.label) != len(args.checkpoint):
+        parser.error(f"give one --label per --checkpoint: {len(args.label)} labels for "
+                     f"{len(args.checkpoint)} checkpoints")
+    zetas = sorted(set(args.zetas))
+    try:
+        table = ibp_sweep(args.checkpoint, zetas, args.label, args.split, args.max_samples, args.batch_size,
+                          args.data_dir)
+    except (IBPError, DataNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    print(format_table(table))
+    settings = {"checkpoints": args.checkpoint, "zetas": zetas, "split": args.split,
+                "max_samples": args.max_samples}
+    write_outputs(args.out, table, settings)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main_ibp())

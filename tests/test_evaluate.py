@@ -1,0 +1,295 @@
+"""The evaluation CLI: Table 1 formatting, the mismatch/attack/landscape/membrane numbers on tiny trained models,
+every subcommand end to end on checkpoints trained here, and the error paths (exit codes 1 and 2)."""
+import json
+import subprocess
+import sys
+import types
+
+import numpy as np
+import pytest
+
+from minimal import evaluate, train as train_module
+from minimal.data.common import DataNotFoundError, Split, TaskData
+from minimal.metrics import accuracy, mean_cross_entropy
+from minimal.nn.cnn import CNN
+from minimal.nn.lsnn import LSNN
+from minimal.optim import Adam
+from minimal.robust.methods import standard
+from minimal.tasks import TASKS, Task
+
+
+# ---------------------------------------------------------------------------------------------------- tiny tasks
+def bars(seed, n):
+    """Three classes of 10×10 images, told apart by the row of a bright bar."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n)
+    x = rng.normal(0, 0.3, (n, 1, 10, 10)).astype(np.float32)
+    for i, label in enumerate(y):
+        x[i, 0, 3 * label:3 * label + 3, 2:8] += 2
+    return Split(x, y)
+
+
+def bar_data(data_dir, seed):
+    return TaskData(bars(seed, 240), bars(seed + 100, 60), bars(seed + 200, 90), ("a", "b", "c"), "synthetic bars")
+
+
+def tiny_cnn(rng):
+    """The paper's CNN, shrunk to 10×10 images, 3 channels and 3 classes."""
+    return CNN(rng, channels=3, kernel_size=3, hidden=(8, 6), num_classes=3, image_size=10)
+
+
+def pulse_data(data_dir, seed):
+    """Two-channel sequences of 20 steps whose class sets the channels' mean."""
+    rng = np.random.default_rng(seed)
+
+    def split(n):
+        y = rng.integers(0, 3, n)
+        means = np.array([[1, 0], [0, 1], [1, 1]], dtype=np.float32)[y]
+        return Split((means[:, None, :] + rng.normal(0, 0.5, (n, 20, 2))).astype(np.float32), y)
+    return TaskData(split(60), split(30), split(40), ("a", "b", "c"), "synthetic pulses")
+
+
+def tiny_lsnn(rng):
+    return LSNN(rng, num_inputs=2, num_classes=3, num_hidden=16)
+
+
+def missing_data(data_dir, seed):
+    raise DataNotFoundError("tiny data not found in nowhere; run `make-data`")
+
+
+TINY_TASKS = {
+    "tiny-cnn": Task("tiny-cnn", "bars", bar_data, tiny_cnn, epochs=3, lr=0.01, lr_drop_epoch=None, batch_size=30),
+    "tiny-lsnn": Task("tiny-lsnn", "pulses", pulse_data, tiny_lsnn, epochs=1, lr=0.01, lr_drop_epoch=None,
+                      batch_size=20),
+    "no-data": Task("no-data", "missing", missing_data, tiny_cnn, epochs=1, lr=0.01, lr_drop_epoch=None),
+}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def tiny_tasks():
+    with pytest.MonkeyPatch.context() as patch:
+        for name, task in TINY_TASKS.items():
+            patch.setitem(TASKS, name, task)
+        yield
+
+
+def train_checkpoint(folder, task, method="standard", seed=0):
+    args = train_module.build_parser().parse_args(["--task", task, "--method", method, "--seed", str(seed),
+                                                   "--out", str(folder)])
+    return train_module.train(train_module.resolve_settings(args), log=lambda *_: None)
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    """Folders of a tiny CNN (two seeds) and a tiny LSNN, trained once for the whole module."""
+    root = tmp_path_factory.mktemp("checkpoints")
+    for name, task, seed in [("cnn0", "tiny-cnn", 0), ("cnn1", "tiny-cnn", 1), ("lsnn", "tiny-lsnn", 0)]:
+        train_checkpoint(root / name, task, seed=seed)
+    return root
+
+
+def trained_cnn():
+    model, data = tiny_cnn(np.random.default_rng(0)), bar_data(None, 0)
+    optimizer = Adam(model.parameters(), lr=0.01)
+    for _ in range(30):
+        standard(model, data.train.x, data.train.y, None, {})
+        optimizer.step()
+    return model.eval(), data
+
+
+# ---------------------------------------------------------------------------------------------------- Table 1
+def test_table1_cells_and_layout():
+    summaries = {"standard seed 0": {0.0: evaluate.summarise([0.9188]), 0.1: evaluate.summarise([0.9, 0.92, 0.94])},
+                 "beta": {0.0: evaluate.summarise([0.5]), 0.1: evaluate.summarise([0.25, 0.75])}}
+    rows = evaluate.table1_rows(summaries, [0.0, 0.1])
+    assert rows == [["checkpoint", "ζ = 0", "ζ = 0.1"],
+                    ["standard seed 0", "91.88 ± 0.00 (91.88)", "92.00 ± 1.63 (90.00)"],
+                    ["beta", "50.00 ± 0.00 (50.00)", "50.00 ± 25.00 (25.00)"]]
+    assert evaluate.format_table(rows) == (
+        "checkpoint       ζ = 0                 ζ = 0.1\n"
+        "standard seed 0  91.88 ± 0.00 (91.88)  92.00 ± 1.63 (90.00)\n"
+        "beta             50.00 ± 0.00 (50.00)  50.00 ± 25.00 (25.00)")
+
+
+def test_mismatch_statistics_of_stubbed_draws(monkeypatch):
+    model, data = trained_cnn()
+    scores, seen = iter([0.5, 0.7, 0.9, 0.6]), []
+
+    def stub_accuracy(model, split, batch_size, params):
+        seen.append(params)
+        return next(scores)
+    monkeypatch.setattr(evaluate, "accuracy", stub_accuracy)
+    accuracies = evaluate.mismatch_accuracies(model, data.test, 0.3, 4, np.random.default_rng(0))
+    np.testing.assert_array_equal(accuracies, [0.5, 0.7, 0.9, 0.6])
+    assert evaluate.format_cell(evaluate.summarise(accuracies)) == "67.50 ± 14.79 (50.00)"  # std with ddof 0
+    assert len(seen) == 4 and not np.array_equal(seen[0]["fc1.weight"], seen[1]["fc1.weight"])  # 4 distinct chips
+
+
+def test_mismatch_at_zeta_zero_is_one_draw_with_the_clean_accuracy():
+    model, data = trained_cnn()
+    accuracies = evaluate.mismatch_accuracies(model, data.test, 0.0, 100, np.random.default_rng(0), batch_size=7)
+    assert accuracies.tolist() == [accuracy(model, data.test)]
+    noisy = evaluate.mismatch_accuracies(model, data.test, 0.5, 5, np.random.default_rng(0))
+    assert noisy.shape == (5,) and len(set(noisy.tolist())) > 1
+
+
+def test_max_samples_takes_the_same_subset_of_every_class():
+    sorted_split = Split(np.arange(100, dtype=np.float32), np.repeat(np.arange(4), 25))  # sorted by class, as ECG
+    subset = evaluate.sample_subset(sorted_split, 20)
+    assert len(subset) == 20 and set(subset.y) == {0, 1, 2, 3} and np.all(np.diff(subset.x) > 0)
+    np.testing.assert_array_equal(subset.x, evaluate.sample_subset(sorted_split, 20).x)
+    assert evaluate.sample_subset(sorted_split, None) is sorted_split
+
+
+# ---------------------------------------------------------------------------------------------------- attack
+def test_pga_attack_lowers_accuracy_more_than_a_random_perturbation():
+    model, data = trained_cnn()
+    clean = accuracy(model, data.test)
+    attacked = {attack: evaluate.attacked_accuracy(model, data.test, attack, 0.2, np.random.default_rng(0), 30)
+                for attack in evaluate.ATTACKS}
+    assert clean > 0.95
+    assert attacked["pga-ce"] < attacked["random"] - 0.2
+    assert attacked["pga-kl"] < attacked["random"] - 0.1
+    assert evaluate.attacked_accuracy(model, data.test, "pga-ce", 0.0, np.random.default_rng(0)) == clean
+
+
+# ---------------------------------------------------------------------------------------------------- landscape
+def test_landscape_at_alpha_zero_is_the_clean_loss():
+    model, data = trained_cnn()
+    direction = evaluate.random_direction(model, 0.2, np.random.default_rng(0))
+    losses = evaluate.loss_along(model, data.test, direction, np.array([-1.0, 0.0, 1.0]))
+    assert losses[1] == pytest.approx(mean_cross_entropy(model, data.test), rel=1e-6)
+    assert losses[0] > losses[1] and losses[2] > losses[1]
+
+
+def test_landscape_slope_is_mean_absolute_difference_over_spacing():
+    alphas = np.linspace(-2, 2, 5)
+    assert evaluate.landscape_slope(alphas, alphas ** 2) == pytest.approx(2.0)  # |Δ| = 3, 1, 1, 3; Δα = 1
+    assert evaluate.landscape_slope(np.array([0, 0.5, 1, 1.5]), np.array([1, 2, 1.5, 1.5])) == pytest.approx(1.0)
+    assert evaluate.landscape_slope(alphas, np.full(5, 0.3)) == 0.0
+
+
+# ---------------------------------------------------------------------------------------------------- CLI
+def read_json(path):
+    return json.loads(path.read_text())
+
+
+def assert_outputs(folder, name):
+    for suffix in (".csv", ".json", ".png"):
+        assert (folder / (name + suffix)).stat().st_size > 0
+    assert (folder / (name + ".png")).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cli_mismatch_two_checkpoints(checkpoints, tmp_path, capsys):
+    out = tmp_path / "mismatch"
+    code = evaluate.main(["mismatch", "--checkpoint", str(checkpoints / "cnn0"), "--checkpoint",
+                          str(checkpoints / "cnn1"), "--zetas", "0.3", "0", "--draws", "3", "--out", str(out)])
+    assert code == 0
+    assert_outputs(out, "mismatch")
+    printed = capsys.readouterr().out
+    assert "standard seed 0" in printed and "standard seed 1" in printed and "s per draw" in printed
+    record = read_json(out / "mismatch.json")
+    assert record["zetas"] == [0.0, 0.3]
+    for entry in record["checkpoints"]:
+        clean, noisy = entry["results"]
+        meta = read_json(checkpoints / ("cnn" + str(entry["seed"])) / "meta.json")
+        assert clean["accuracies"] == [meta["test_acc"]] and clean["std"] == 0  # ζ = 0: Θ itself
+        assert len(noisy["accuracies"]) == 3
+    assert (out / "mismatch.csv").read_text().splitlines()[0] == "checkpoint,ζ = 0,ζ = 0.3"
+
+
+def test_cli_attack(checkpoints, tmp_path):
+    out = tmp_path / "attack"
+    code = evaluate.main(["attack", "--checkpoint", str(checkpoints / "cnn0"), "--label", "Standard", "--zetas", "0",
+                          "0.3", "--num-steps", "3", "--batch-size", "45", "--out", str(out)])
+    assert code == 0
+    assert_outputs(out, "attack")
+    results = read_json(out / "attack.json")["checkpoints"][0]["results"]
+    assert [(r["attack"], r["zeta"]) for r in results] == [(a, z) for a in evaluate.ATTACKS for z in (0.0, 0.3)]
+    assert len({r["mean"] for r in results if r["zeta"] == 0}) == 1  # no attack at ζ = 0: the clean accuracy
+
+
+def test_cli_landscape(checkpoints, tmp_path, capsys):
+    out = tmp_path / "landscape"
+    code = evaluate.main(["landscape", "--checkpoint", str(checkpoints / "cnn0"), "--repeats", "2", "--num-alphas",
+                          "5", "--out", str(out)])
+    assert code == 0
+    assert_outputs(out, "landscape")
+    entry = read_json(out / "landscape.json")["checkpoints"][0]
+    assert np.array(entry["losses"]).shape == (2, 5) and len(entry["slopes"]) == 2
+    assert "Table S1" in capsys.readouterr().out
+
+
+def test_cli_membrane_needs_an_lsnn(checkpoints, tmp_path, capsys):
+    out = tmp_path / "membrane"
+    assert evaluate.main(["membrane", "--checkpoint", str(checkpoints / "lsnn"), "--out", str(out)]) == 0
+    assert_outputs(out, "membrane")
+    entry = read_json(out / "membrane.json")["checkpoints"][0]
+    bin_width = 12 / 96
+    assert sum(entry["density"]) * bin_width == pytest.approx(1 - entry["outside"])
+    capsys.readouterr()
+    assert evaluate.main(["membrane", "--checkpoint", str(checkpoints / "cnn0"), "--out", str(out)]) == 1
+    assert "need an LSNN" in capsys.readouterr().err
+
+
+def test_ibp_is_forwarded(monkeypatch, capsys):
+    received = []
+    fake = types.ModuleType("minimal.robust.ibp")
+    fake.main_ibp = lambda argv: received.append(argv) or 0
+    monkeypatch.setitem(sys.modules, "minimal.robust.ibp", fake)
+    assert evaluate.main(["ibp", "--checkpoint", "x", "--zetas", "0.001"]) == 0
+    assert received == [["--checkpoint", "x", "--zetas", "0.001"]]
+    monkeypatch.setitem(sys.modules, "minimal.robust.ibp", None)  # as if the file did not exist
+    assert evaluate.main(["ibp"]) == 1
+    assert "minimal/robust/ibp.py" in capsys.readouterr().err
+
+
+def broken_checkpoints(folder, checkpoints):
+    """name -> a checkpoint folder that cannot be evaluated."""
+    cases = {"missing": folder / "nothing-here"}
+    for name in ("corrupt", "unknown-task", "no-data"):
+        cases[name] = folder / name
+        cases[name].mkdir()
+        (cases[name] / "model.npz").write_bytes((checkpoints / "cnn0" / "model.npz").read_bytes())
+        (cases[name] / "meta.json").write_text((checkpoints / "cnn0" / "meta.json").read_text())
+    (cases["corrupt"] / "model.npz").write_bytes(b"PK\x03\x04 not really a zip file")
+    for name, task in (("unknown-task", "chess"), ("no-data", "no-data")):
+        meta = read_json(cases[name] / "meta.json")
+        (cases[name] / "meta.json").write_text(json.dumps({**meta, "task": task}))
+    return cases
+
+
+@pytest.mark.parametrize("case, message", [("missing", "cannot read checkpoint"), ("corrupt", "cannot read checkpoint"),
+                                           ("unknown-task", "task 'chess'"), ("no-data", "tiny data not found")])
+def test_unusable_checkpoint_or_data_is_one_line_and_exit_1(case, message, checkpoints, tmp_path, capsys):
+    folder = broken_checkpoints(tmp_path, checkpoints)[case]
+    code = evaluate.main(["mismatch", "--checkpoint", str(folder), "--out", str(tmp_path / "out")])
+    error = capsys.readouterr().err
+    assert code == 1 and error.startswith("error:") and message in error and len(error.splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["mismatch", "--checkpoint", "a", "--zetas", "-1"], "must be a number ≥ 0"),
+    (["mismatch", "--checkpoint", "a", "--draws", "0"], "must be a positive integer"),
+    (["attack", "--checkpoint", "a", "--attacks", "magic"], "invalid choice: 'magic'"),
+    (["landscape", "--checkpoint", "a", "--checkpoint", "b", "--label", "x"], "one --label per --checkpoint"),
+    (["membrane", "--checkpoint", "a", "--range", "3", "1"], "LOW < HIGH"),
+    (["landscape", "--checkpoint", "a", "--num-alphas", "1"], "at least 2"),
+    (["mismatch", "--checkpoint", "a", "--bogus"], "unrecognized arguments: --bogus"),
+    (["mismatch"], "--checkpoint"),
+    (["transmogrify"], "invalid choice"),
+])
+def test_bad_arguments_exit_2_with_one_line(args, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate.main(args)
+    error = capsys.readouterr().err
+    assert exit_info.value.code == 2 and message in error and len(error.strip().splitlines()) == 1
+
+
+def test_command_line_exit_codes(tmp_path):
+    run = [sys.executable, "-m", "minimal.evaluate", "mismatch", "--checkpoint", str(tmp_path / "none")]
+    missing = subprocess.run(run, capture_output=True, text=True, timeout=120)
+    bad = subprocess.run(run + ["--split", "train"], capture_output=True, text=True, timeout=120)
+    assert missing.returncode == 1 and len(missing.stderr.strip().splitlines()) == 1
+    assert bad.returncode == 2 and "invalid choice: 'train'" in bad.stderr
