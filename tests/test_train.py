@@ -158,3 +158,15 @@ def test_resume_refuses_other_settings(tiny_task, tmp_path, capsys):
     code = train_module.main(["--task", "tiny", "--lr", "0.5", "--resume", "--out", str(tmp_path / "r")])
     assert code == train_module.EXIT_USAGE
     assert "other settings (lr)" in capsys.readouterr().err
+
+
+def test_main_job_ecg_end_to_end_on_a_tiny_budget(tmp_path):
+    """The main job on the embedded MIT-BIH beats, two steps: no data download, checkpoint written."""
+    result = run_cli("--task", "ecg", "--max-steps", "2", "--out", str(tmp_path / "run"))
+    assert result.returncode == 0, result.stderr
+    assert "val acc" in result.stdout and "test accuracy" in result.stdout
+    meta = json.loads((tmp_path / "run" / "meta.json").read_text())
+    assert meta["task"] == "ecg" and meta["history"][0]["steps"] == 2
+    state, _ = load_checkpoint(tmp_path / "run")
+    assert set(state) == {"w_in", "w_rec", "w_out", "b_out"}
+    np.testing.assert_array_equal(np.diag(state["w_rec"]), 0)
