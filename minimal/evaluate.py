@@ -26,22 +26,20 @@ import io
 import os
 import sys
 import time
-import zipfile
 from dataclasses import dataclass
 
 import numpy as np
 from tqdm import tqdm
 
 from . import plots
-from .data.common import DataNotFoundError, Split, iterate_minibatches
+from .data.common import DataNotFoundError, Split, fixed_subset, iterate_minibatches
 from .io import atomic_save_json, atomic_write_bytes
 from .metrics import accuracy, mean_cross_entropy, predict_logits
 from .nn.lsnn import LSNN
-from .nn.module import load_checkpoint
 from .robust.attack import cross_entropy_objective, kl_objective, pga_attack, random_box_attack
 from .robust.mismatch import mismatch_draws, parameter_arrays
-from .tasks import TASKS, model_rng
-from .train import OneLineErrorParser, positive_float, positive_int
+from .tasks import TASKS, CheckpointError, load_trained_model
+from .train import OneLineErrorParser, nonnegative_float, positive_float, positive_int
 
 EXIT_ERROR = 1
 MISMATCH_ZETAS = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7)           # Table 1
@@ -68,29 +66,9 @@ class Checkpoint:
     split: Split    # the evaluation split (a fixed subset of --max-samples samples, if given)
 
 
-def load_model(folder):
-    """(model in eval mode, meta) from a checkpoint folder; any problem is an EvaluationError naming the folder."""
-    try:
-        state, meta = load_checkpoint(folder)
-    except (FileNotFoundError, zipfile.BadZipFile) as error:
-        raise EvaluationError(f"cannot read checkpoint {folder}: {error}") from None
-    missing = [key for key in ("task", "method", "seed") if key not in meta]
-    if missing:
-        raise EvaluationError(f"checkpoint {folder} has no {', '.join(missing)} in meta.json")
-    task = meta["task"]
-    if task not in TASKS:
-        raise EvaluationError(f"checkpoint {folder} is for task {task!r}, which is not one of {', '.join(TASKS)}")
-    model = TASKS[task].build_model(model_rng(0))  # initial values are replaced by the checkpoint's right away
-    try:
-        model.load_state_dict(state)
-    except (KeyError, ValueError) as error:
-        raise EvaluationError(f"checkpoint {folder} does not fit the {task} model: {error}") from None
-    return model.eval(), meta
-
-
 def load_checkpoints(args):
     """Every --checkpoint with its label and evaluation split; each data set is loaded once per task and seed."""
-    loaded = [(folder, *load_model(folder)) for folder in args.checkpoint]
+    loaded = [(folder, *load_trained_model(folder)) for folder in args.checkpoint]
     labels = args.label or [f"{meta['method']} seed {meta['seed']}" for _, _, meta in loaded]
     repeated = sorted({label for label in labels if labels.count(label) > 1})
     if repeated:
@@ -100,19 +78,9 @@ def load_checkpoints(args):
         key = (meta["task"], meta["seed"])
         if key not in datasets:
             datasets[key] = TASKS[key[0]].load_data(args.data_dir, key[1])
-        split = sample_subset(getattr(datasets[key], args.split), args.max_samples)
+        split = fixed_subset(getattr(datasets[key], args.split), args.max_samples)
         checkpoints.append(Checkpoint(label, folder, meta, model, split))
     return checkpoints
-
-
-def sample_subset(split, count):
-    """`count` samples of the split, the same ones every time (a fixed random choice, kept in their original order);
-    the whole split for count=None. Random rather than the first ones: the ECG test split is sorted by class.
-    minimal.robust.ibp picks the same subset."""
-    if count is None or count >= len(split):
-        return split
-    index = np.sort(np.random.default_rng(0).choice(len(split), count, replace=False))
-    return Split(split.x[index], split.y[index])
 
 
 def checkpoint_record(checkpoint):
@@ -391,13 +359,6 @@ def write_outputs(folder, name, rows, record):
 
 
 # ---------------------------------------------------------------------------------------------------- command line
-def nonnegative_float(text):
-    value = float(text)
-    if not np.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"must be a number ≥ 0, got {text}")
-    return value
-
-
 def nonnegative_int(text):
     value = int(text)
     if value < 0:
@@ -499,7 +460,7 @@ def main(argv=None):
         if args.command == "ibp":
             return run_ibp(unknown)
         COMMANDS[args.command](args)
-    except (EvaluationError, DataNotFoundError) as error:
+    except (EvaluationError, CheckpointError, DataNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_ERROR
     return 0

@@ -65,3 +65,29 @@ def get_task(name):
 def model_rng(seed):
     """The generator that initialises a model: the same seed always gives the same initial weights."""
     return np.random.default_rng([seed, 0])
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint folder that cannot be used; the message names the folder and the problem."""
+
+
+def load_trained_model(folder):
+    """(model in eval mode, meta) from a checkpoint folder written by `python -m minimal.train`."""
+    import zipfile
+    from .nn.module import load_checkpoint
+    try:
+        state, meta = load_checkpoint(folder)
+    except (FileNotFoundError, zipfile.BadZipFile) as error:
+        raise CheckpointError(f"cannot read checkpoint {folder}: {error}") from None
+    missing = [key for key in ("task", "method", "seed") if key not in meta]
+    if missing:
+        raise CheckpointError(f"checkpoint {folder} has no {', '.join(missing)} in meta.json")
+    if meta["task"] not in TASKS:
+        raise CheckpointError(f"checkpoint {folder} is for task {meta['task']!r}, which is not one of "
+                              f"{', '.join(TASKS)}")
+    model = TASKS[meta["task"]].build_model(model_rng(0))  # initial values are replaced by the checkpoint's
+    try:
+        model.load_state_dict(state)
+    except (KeyError, ValueError) as error:
+        raise CheckpointError(f"checkpoint {folder} does not fit the {meta['task']} model: {error}") from None
+    return model.eval(), meta

@@ -45,6 +45,13 @@ def positive_float(text):
     return value
 
 
+def nonnegative_float(text):
+    value = float(text)
+    if not np.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a number ≥ 0, got {text}")
+    return value
+
+
 def build_parser():
     parser = OneLineErrorParser(prog="python -m minimal.train", description=__doc__.split("\n\n")[1])
     parser.add_argument("--task", required=True, choices=sorted(TASKS),

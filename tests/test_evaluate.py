@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from minimal import evaluate, train as train_module
-from minimal.data.common import DataNotFoundError, Split, TaskData
+from minimal.data.common import DataNotFoundError, Split, TaskData, fixed_subset
 from minimal.metrics import accuracy, mean_cross_entropy
 from minimal.nn.cnn import CNN
 from minimal.nn.lsnn import LSNN
@@ -135,10 +135,10 @@ def test_mismatch_at_zeta_zero_is_one_draw_with_the_clean_accuracy():
 
 def test_max_samples_takes_the_same_subset_of_every_class():
     sorted_split = Split(np.arange(100, dtype=np.float32), np.repeat(np.arange(4), 25))  # sorted by class, as ECG
-    subset = evaluate.sample_subset(sorted_split, 20)
+    subset = fixed_subset(sorted_split, 20)
     assert len(subset) == 20 and set(subset.y) == {0, 1, 2, 3} and np.all(np.diff(subset.x) > 0)
-    np.testing.assert_array_equal(subset.x, evaluate.sample_subset(sorted_split, 20).x)
-    assert evaluate.sample_subset(sorted_split, None) is sorted_split
+    np.testing.assert_array_equal(subset.x, fixed_subset(sorted_split, 20).x)
+    assert fixed_subset(sorted_split, None) is sorted_split
 
 
 # ---------------------------------------------------------------------------------------------------- attack

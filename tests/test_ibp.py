@@ -11,7 +11,8 @@ from minimal.autodiff import no_grad
 from minimal.data.common import Split
 from minimal.nn.lsnn import LSNN
 from minimal.nn.module import save_checkpoint
-from minimal.robust.ibp import main_ibp, random_subset, verified_accuracy, verified_mask
+from minimal.data.common import fixed_subset
+from minimal.robust.ibp import main_ibp, verified_accuracy, verified_mask
 from minimal.tasks import TASKS
 
 
@@ -47,11 +48,11 @@ def test_verified_accuracy_at_zeta_zero_is_the_accuracy_and_falls_with_zeta():
 
 def test_random_subset_is_fixed_ordered_and_balanced_enough():
     split = Split(np.arange(100.0), np.repeat(np.arange(4), 25))  # ordered by class, like the ECG test split
-    subset = random_subset(split, 20)
+    subset = fixed_subset(split, 20)
     assert len(subset) == 20 and np.all(np.diff(subset.x) > 0)
-    assert np.array_equal(subset.x, random_subset(split, 20).x)
+    assert np.array_equal(subset.x, fixed_subset(split, 20).x)
     assert len(np.unique(subset.y)) == 4
-    assert random_subset(split, None) is split and random_subset(split, 500) is split
+    assert fixed_subset(split, None) is split and fixed_subset(split, 500) is split
 
 
 @pytest.fixture(scope="module")

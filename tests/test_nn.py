@@ -1,5 +1,4 @@
 """Modules, layers, the paper's CNN and checkpoints."""
-import json
 import os
 
 import numpy as np

@@ -39,3 +39,13 @@ def iterate_minibatches(split: Split, batch_size: int, rng=None, shuffle=True):
     for start in range(0, len(split), batch_size):
         index = order[start:start + batch_size]
         yield split.x[index], split.y[index]
+
+
+def fixed_subset(split: Split, count, seed=0):
+    """`count` samples of the split, the same ones every time (a seeded random choice, kept in their original
+    order); the whole split when count is None or not smaller. Random rather than the first ones: a split may be
+    ordered by class (the ECG test split is)."""
+    if count is None or count >= len(split):
+        return split
+    index = np.sort(np.random.default_rng(seed).choice(len(split), count, replace=False))
+    return Split(split.x[index], split.y[index])

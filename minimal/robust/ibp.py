@@ -18,25 +18,22 @@ accuracy is its accuracy (a tie between two logits counts as not verified).
 
 prints the verified accuracy per checkpoint and ζ and writes ibp.csv, ibp.json and ibp.png (Fig. S9) into --out.
 """
-import argparse
 import csv
 import io
 import os
 import sys
-import zipfile
 
 import numpy as np
 from tqdm import tqdm
 
 from .. import plots
 from ..autodiff import no_grad
-from ..data.common import DataNotFoundError, Split
+from ..data.common import DataNotFoundError, fixed_subset
 from ..interval import Interval
 from ..io import atomic_save_json, atomic_write_bytes
 from ..nn.lsnn import LSNN
-from ..nn.module import load_checkpoint
-from ..tasks import TASKS, model_rng
-from ..train import OneLineErrorParser, positive_int
+from ..tasks import TASKS, CheckpointError, load_trained_model
+from ..train import OneLineErrorParser, nonnegative_float, positive_int
 
 DEFAULT_ZETAS = (0.0, 1e-5, 5e-5, 1e-4, 5e-4, 1e-3)  # the attack sizes of Fig. S9
 EXIT_ERROR = 1
@@ -81,32 +78,6 @@ def verified_accuracy(model, split, zeta, batch_size=100, desc=None):
 
 
 # ---------------------------------------------------------------------------------------------------- sweep
-def load_model(folder):
-    """(model in eval mode, meta) from a checkpoint folder; any problem is an IBPError naming the folder."""
-    try:
-        state, meta = load_checkpoint(folder)
-    except (FileNotFoundError, zipfile.BadZipFile) as error:
-        raise IBPError(f"cannot read checkpoint {folder}: {error}") from None
-    if meta.get("task") not in TASKS:
-        raise IBPError(f"checkpoint {folder}: meta.json names task {meta.get('task')!r}, not one of "
-                       f"{', '.join(TASKS)}")
-    model = TASKS[meta["task"]].build_model(model_rng(0))  # the initial values are replaced right away
-    try:
-        model.load_state_dict(state)
-    except (KeyError, ValueError) as error:
-        raise IBPError(f"checkpoint {folder} does not fit the {meta['task']} model: {error}") from None
-    return model.eval(), meta
-
-
-def random_subset(split, count, seed=0):
-    """`count` samples of the split drawn at random (the same ones every time), in their original order; the whole
-    split for count=None. Not simply the first ones: a split may be ordered by class (the ECG test split is)."""
-    if count is None or count >= len(split):
-        return split
-    index = np.sort(np.random.default_rng(seed).choice(len(split), count, replace=False))
-    return Split(split.x[index], split.y[index])
-
-
 def default_label(meta):
     return f"{meta['task']} {meta.get('method', '?')} seed {meta.get('seed', 0)}"
 
@@ -118,7 +89,7 @@ def ibp_sweep(checkpoints, zetas=DEFAULT_ZETAS, labels=None, split="test", max_s
     Each checkpoint is evaluated on the split of its own data seed (the test samples it never saw); each data set
     is loaded once per task and seed. labels: one per checkpoint (default: '<task> <method> seed <seed>').
     """
-    loaded = [load_model(folder) for folder in checkpoints]
+    loaded = [load_trained_model(folder) for folder in checkpoints]
     labels = labels or [default_label(meta) for _, meta in loaded]
     if len(set(labels)) < len(labels):
         raise IBPError(f"several checkpoints have the label {max(labels, key=labels.count)!r}; give each a --label")
@@ -127,7 +98,7 @@ def ibp_sweep(checkpoints, zetas=DEFAULT_ZETAS, labels=None, split="test", max_s
         key = (meta["task"], meta.get("seed", 0))
         if key not in datasets:
             datasets[key] = TASKS[key[0]].load_data(data_dir, key[1])
-        samples = random_subset(getattr(datasets[key], split), max_samples)
+        samples = fixed_subset(getattr(datasets[key], split), max_samples)
         table[label] = {zeta: verified_accuracy(model, samples, zeta, batch_size, desc=f"{label}, ζ={zeta:g}")
                         for zeta in zetas}
     return table
@@ -161,13 +132,6 @@ def write_outputs(folder, table, settings):
 
 
 # ---------------------------------------------------------------------------------------------------- command line
-def nonnegative_float(text):
-    value = float(text)
-    if not np.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
-    return value
-
-
 def build_parser():
     parser = OneLineErrorParser(prog="python -m minimal.evaluate ibp",
                                 description="Fig. S9: verified accuracy by interval bound propagation. A sample is "
@@ -201,7 +165,7 @@ def main_ibp(argv=None):
     try:
         table = ibp_sweep(args.checkpoint, zetas, args.label, args.split, args.max_samples, args.batch_size,
                           args.data_dir)
-    except (IBPError, DataNotFoundError) as error:
+    except (IBPError, CheckpointError, DataNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_ERROR
     print(format_table(table))
