@@ -11,22 +11,13 @@ from minimal.robust.attack import (cross_entropy_objective, kl_objective, pga_at
 from minimal.robust.losses import kl_boundary_loss
 from minimal.robust.methods import standard
 from minimal.robust.mismatch import parameter_arrays
+from synthetic import blobs
 
 
 def tiny_cnn(seed=0, channels=3, hidden=(8, 6)):
     """The paper's CNN, shrunk to 10×10 images and 3 classes."""
     return CNN(np.random.default_rng(seed), channels=channels, kernel_size=3, hidden=hidden, num_classes=3,
                image_size=10)
-
-
-def blobs(seed, n=60):
-    """Three classes of 10×10 images, told apart by where a bright bar sits."""
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, 3, n)
-    x = rng.normal(0, 0.3, (n, 1, 10, 10)).astype(np.float32)
-    for i, label in enumerate(y):
-        x[i, 0, 3 * label:3 * label + 3, 2:8] += 2
-    return x, y
 
 
 def trained_tiny_cnn(steps=30):

@@ -9,21 +9,12 @@ from minimal.nn.layers import Linear
 from minimal.nn.module import Module
 from minimal.optim import Adam
 from minimal.robust.methods import METHOD_DEFAULTS, METHODS, TASK_DEFAULTS, hyperparameters
+from synthetic import blobs
 
 
 def tiny_cnn(seed=0):
     """The paper's CNN shrunk to 10×10 images, 3 channels, 3 classes (it has the dropout option)."""
     return CNN(np.random.default_rng(seed), channels=3, kernel_size=3, hidden=(8, 6), num_classes=3, image_size=10)
-
-
-def blobs(seed=0, n=60):
-    """Three classes of 10×10 images, told apart by where a bright bar sits."""
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, 3, n)
-    x = rng.normal(0, 0.3, (n, 1, 10, 10)).astype(np.float32)
-    for i, label in enumerate(y):
-        x[i, 0, 3 * label:3 * label + 3, 2:8] += 2
-    return x, y
 
 
 def clean_loss(model, x, y):
