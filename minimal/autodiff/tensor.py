@@ -27,10 +27,6 @@ def no_grad():
         _grad_enabled = previous
 
 
-def is_grad_enabled():
-    return _grad_enabled
-
-
 class Tensor:
     """An n-dimensional array with an optional gradient.
 

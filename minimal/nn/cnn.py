@@ -17,7 +17,6 @@ at Θ* and the mismatch sampler at Θ·(1 + ζN) without touching the model's ow
 `functional` (F), so parameters given as Intervals (minimal/interval.py) make the same code bound the logits of
 every network in the weight box (IBP).
 """
-import numpy as np
 
 from ..autodiff import ops
 from . import functional as F
@@ -63,6 +62,3 @@ class CNN(Module):
         """conv (valid) -> max-pool 2×2 (ceil mode) -> ReLU."""
         return F.relu(F.max_pool2d(F.conv2d(x, weight, bias), 2, ceil_mode=True))
 
-
-def build_cnn(seed=0):
-    return CNN(np.random.default_rng(seed))
