@@ -5,6 +5,7 @@ receives:
 
     any argument an Interval  ->  the interval version (minimal/interval.py): bounds that hold for every network
                                   in a box of weights (interval bound propagation, IBP)
+    a weight that is a Crossbar -> the product on simulated PCM hardware (minimal/pcm.py): `linear` and `conv2d`
     otherwise                 ->  the autodiff op (minimal/autodiff/ops.py): Tensors, NumPy arrays and numbers
 
 So one model definition serves both: `model(x, params={name: Interval.from_weights(Θ, ζ)})` runs the very same
@@ -19,6 +20,7 @@ import numpy as np
 from .. import interval
 from ..autodiff import ops
 from ..interval import Interval
+from ..pcm import Crossbar
 
 
 def has_interval(*values):
@@ -45,7 +47,7 @@ def matmul(a, b):
 
 def linear(x, weight, bias=None):
     """y = x W + b, with W of shape (in, out): inputs are row vectors, as in the paper."""
-    y = matmul(x, weight)
+    y = weight.matmul(x) if isinstance(weight, Crossbar) else matmul(x, weight)
     return y if bias is None else add(y, bias)
 
 
@@ -55,6 +57,9 @@ def mean(x, axis=None):
 
 # ---------------------------------------------------------------------------------------------------- layers
 def conv2d(x, weight, bias=None, stride=1, padding=0):
+    if isinstance(weight, Crossbar):
+        y = weight.conv2d(x, stride, padding)
+        return y if bias is None else add(y, np.asarray(getattr(bias, "data", bias)).reshape(1, -1, 1, 1))
     if has_interval(x, weight, bias):
         return interval.conv2d(x, weight, bias, stride, padding)
     return ops.conv2d(x, weight, bias, stride, padding)
