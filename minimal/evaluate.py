@@ -1,4 +1,4 @@
-"""python -m minimal.evaluate {mismatch,attack,landscape,membrane,ibp} --checkpoint DIR [--checkpoint DIR …]
+"""python -m minimal.evaluate {mismatch,attack,landscape,membrane,pcm,ibp} --checkpoint DIR [--checkpoint DIR …]
 
 The robustness measurements of the paper's §4, on one or several trained checkpoints side by side:
 
@@ -7,6 +7,8 @@ The robustness measurements of the paper's §4, on one or several trained checkp
                                   or on the KL boundary loss) and after a random perturbation of the same size
   landscape   Fig. 1, S2, Tab. S1 test cross-entropy L(Θ + α·v) along random directions v = |Θ|·ζ·N(0, 1)
   membrane    Fig. S10            histogram of the LSNN's membrane potentials relative to its threshold
+  pcm         Fig. 4              test accuracy on simulated phase-change-memory hardware (minimal/pcm.py) from
+                                  25 s to a year after programming, many simulated chips per network
   ibp         Fig. S9             interval bound propagation (handed over to minimal.robust.ibp)
 
 Each subcommand prints its table and writes <subcommand>.csv, .json (every number, every draw) and .png into
@@ -19,6 +21,7 @@ Examples:
   python -m minimal.evaluate attack --checkpoint runs/fmnist-standard-seed0 --max-samples 1000
   python -m minimal.evaluate landscape --checkpoint runs/fmnist-standard-seed0 --label Standard
   python -m minimal.evaluate membrane --checkpoint runs/ecg-standard-seed0 --checkpoint runs/ecg-beta-seed0
+  python -m minimal.evaluate pcm --checkpoint runs/fmnist-standard-seed0 --times 25,3600,86400 --repeats 25
 """
 import argparse
 import csv
@@ -36,14 +39,16 @@ from .data.common import DataNotFoundError, Split, fixed_subset, iterate_minibat
 from .io import atomic_save_json, atomic_write_bytes
 from .metrics import accuracy, mean_cross_entropy, predict_logits
 from .nn.lsnn import LSNN
+from .pcm import PCMModel
 from .robust.attack import cross_entropy_objective, kl_objective, pga_attack, random_box_attack
-from .robust.mismatch import mismatch_draws, parameter_arrays
+from .robust.mismatch import NOISE_MODELS, mismatch_draws, parameter_arrays
 from .tasks import TASKS, CheckpointError, load_trained_model
 from .train import OneLineErrorParser, nonnegative_float, positive_float, positive_int
 
 EXIT_ERROR = 1
 MISMATCH_ZETAS = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7)           # Table 1
 ATTACK_ZETAS = (0.0, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5)      # Fig. 3
+PCM_TIMES = (25.0, 3600.0, 86400.0, 2592000.0, 31536000.0)  # Fig. 4: 25 s, 1 hour, 1 day, 30 days, 1 year
 ATTACKS = {                                                 # --attacks name -> name in tables and legends
     "pga-ce": "PGA on cross-entropy",
     "pga-kl": "PGA on KL",
@@ -101,15 +106,17 @@ def generator(seed, *keys):
 
 
 # ---------------------------------------------------------------------------------------------------- mismatch
-def mismatch_accuracies(model, split, zeta, num_draws, rng, batch_size=500, desc=None):
+def mismatch_accuracies(model, split, zeta, num_draws, rng, batch_size=500, desc=None, noise="relative"):
     """Accuracy on the split for each of `num_draws` mismatch draws Θ·(1 + ζ·N(0, 1)) (Eq. 1).
 
     A draw is one simulated chip: a full set of frozen parameters, passed to the model as `params` (the model
     itself is never changed). It is scored on the whole split in batches of `batch_size` samples under no_grad,
     in float32, so the only Python loop is over draws and batches. ζ = 0 needs one draw: that draw is Θ itself.
+    noise: one of mismatch.NOISE_MODELS (Eq. 1 by default; "layer_max" for the Gaussian noise of Fig. 5).
     """
     num_draws = 1 if zeta == 0 else num_draws
-    draws = tqdm(mismatch_draws(model, zeta, num_draws, rng), total=num_draws, desc=desc, unit="draw", leave=False)
+    draws = tqdm(mismatch_draws(model, zeta, num_draws, rng, noise=noise), total=num_draws, desc=desc, unit="draw",
+                 leave=False)
     return np.array([accuracy(model, split, batch_size, draw) for draw in draws])
 
 
@@ -143,7 +150,7 @@ def timed_mismatch(checkpoint, zeta, args):
     """One cell of Table 1: the accuracies of the draws and the seconds each draw took."""
     start = time.perf_counter()
     accuracies = mismatch_accuracies(checkpoint.model, checkpoint.split, zeta, args.draws, generator(args.seed, zeta),
-                                     args.batch_size, desc=f"{checkpoint.label}, ζ = {zeta:g}")
+                                     args.batch_size, desc=f"{checkpoint.label}, ζ = {zeta:g}", noise=args.noise)
     return {"accuracies": accuracies, "seconds_per_draw": (time.perf_counter() - start) / len(accuracies)}
 
 
@@ -154,7 +161,7 @@ def run_mismatch(args):
     summaries = {label: {zeta: summarise(cell["accuracies"]) for zeta, cell in row.items()}
                  for label, row in cells.items()}
     rows = table1_rows(summaries, args.zetas)
-    print(f"Table 1: {args.split} accuracy (%) under mismatch Θ·(1 + ζN(0, 1)), mean ± std (min) over "
+    print(f"Table 1: {args.split} accuracy (%) under {NOISE_DESCRIPTIONS[args.noise]}, mean ± std (min) over "
           f"{args.draws} draws (ζ = 0: one)")
     print(format_table(rows))
     timed = [zeta for zeta in args.zetas if zeta > 0] or args.zetas  # ζ = 0 also pays for the first-call warm-up
@@ -165,10 +172,15 @@ def run_mismatch(args):
         {"zeta": zeta, **summaries[checkpoint.label][zeta], "seconds_per_draw": cell["seconds_per_draw"],
          "accuracies": cell["accuracies"].tolist()} for zeta, cell in cells[checkpoint.label].items()]}
         for checkpoint in checkpoints]
-    write_outputs(args.out, "mismatch", rows, {"figure": "Table 1, Fig. 2", "split": args.split, "draws": args.draws,
+    write_outputs(args.out, "mismatch", rows, {"figure": "Table 1, Fig. 2", "noise": args.noise,
+                                               "split": args.split, "draws": args.draws,
                                                "seed": args.seed, "zetas": args.zetas, "checkpoints": results})
     accuracies = {label: {zeta: cell["accuracies"] for zeta, cell in row.items()} for label, row in cells.items()}
     plots.plot_mismatch_boxes(accuracies, os.path.join(args.out, "mismatch.png"))
+
+
+NOISE_DESCRIPTIONS = {"relative": "mismatch Θ·(1 + ζN(0, 1))", "constant": "constant noise Θ + ζN(0, 1)",
+                      "layer_max": "Gaussian noise Θ + ζ·max|Θ|·N(0, 1) per tensor"}
 
 
 # ---------------------------------------------------------------------------------------------------- attack
@@ -337,6 +349,57 @@ def run_membrane(args):
 
 
 # ---------------------------------------------------------------------------------------------------- ibp
+# ---------------------------------------------------------------------------------------------------- pcm
+def pcm_accuracies(checkpoint, times, repeats, seed, batch_size):
+    """accuracies (repeats, times): each repeat programs a new simulated chip (programming noise and drift
+    exponents drawn once) and reads that same chip at every time since programming, as one device would age."""
+    accuracies = np.empty((repeats, len(times)))
+    for repeat in tqdm(range(repeats), desc=f"{checkpoint.label}: PCM chips", unit="chip", leave=False):
+        rng = generator(seed, repeat)
+        chip = PCMModel(checkpoint.model, rng)
+        for column, t in enumerate(times):
+            accuracies[repeat, column] = chip.accuracy(checkpoint.split, t, rng, batch_size)
+    return accuracies
+
+
+def format_time(seconds):
+    """25 s, 1 h, 1 d, 30 d, 1 y: the paper's time axis in words."""
+    for unit, size in (("y", 31536000), ("d", 86400), ("h", 3600)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds // size:g} {unit}"
+    return f"{seconds:g} s"
+
+
+def run_pcm(args):
+    checkpoints = load_checkpoints(args)
+    spiking = [checkpoint.label for checkpoint in checkpoints if isinstance(checkpoint.model, LSNN)]
+    if spiking:
+        raise EvaluationError(f"pcm simulates dense and conv layers (the CNN, ResNet-32); {spiking[0]} is an LSNN, "
+                              f"whose fused recurrent kernel does not run on simulated crossbars")
+    rows = [["checkpoint", "floating point"] + [f"t = {format_time(t)}" for t in args.times]]
+    results, curves, float_accuracies = [], {}, {}
+    for checkpoint in checkpoints:
+        start = time.perf_counter()
+        accuracies = pcm_accuracies(checkpoint, args.times, args.repeats, args.seed, args.batch_size)
+        seconds = time.perf_counter() - start
+        float_accuracies[checkpoint.label] = accuracy(checkpoint.model, checkpoint.split, args.batch_size)
+        summaries = [summarise(accuracies[:, column]) for column in range(len(args.times))]
+        rows.append([checkpoint.label, f"{100 * float_accuracies[checkpoint.label]:.2f}"]
+                    + [format_cell(summary) for summary in summaries])
+        curves[checkpoint.label] = (accuracies.mean(axis=0), accuracies.std(axis=0))
+        results.append({**checkpoint_record(checkpoint), "float_accuracy": float_accuracies[checkpoint.label],
+                        "seconds": seconds, "results": [
+                            {"t": t, **summary, "accuracies": accuracies[:, column].tolist()}
+                            for column, (t, summary) in enumerate(zip(args.times, summaries))]})
+        print(f"{checkpoint.label}: {args.repeats} chips × {len(args.times)} times on {len(checkpoint.split)} "
+              f"samples in {seconds:.0f} s")
+    print(f"Fig. 4: {args.split} accuracy (%) on simulated PCM, mean ± std (min) over {args.repeats} chips")
+    print(format_table(rows))
+    write_outputs(args.out, "pcm", rows, {"figure": "Fig. 4", "split": args.split, "repeats": args.repeats,
+                                          "seed": args.seed, "times": args.times, "checkpoints": results})
+    plots.plot_pcm_drift(args.times, curves, float_accuracies, os.path.join(args.out, "pcm.png"))
+
+
 def run_ibp(argv):
     """Hand the arguments after `ibp` to minimal.robust.ibp.main_ibp; returns its exit code."""
     try:
@@ -366,6 +429,17 @@ def nonnegative_int(text):
     return value
 
 
+def seconds_list(text):
+    """'25,3600,86400' -> [25.0, 3600.0, 86400.0]: times ≥ 0, sorted."""
+    try:
+        values = sorted(float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be comma-separated numbers of seconds, got {text}") from None
+    if not values or values[0] < 0 or not np.all(np.isfinite(values)):
+        raise argparse.ArgumentTypeError(f"times must be finite and ≥ 0, got {text}")
+    return values
+
+
 def add_common_options(parser, batch_size, batch_help):
     parser.add_argument("--checkpoint", action="append", required=True, metavar="DIR",
                         help="checkpoint folder (model.npz + meta.json); repeat it to compare several")
@@ -387,7 +461,8 @@ def build_parser():
     paragraphs = __doc__.split("\n\n")
     parser = OneLineErrorParser(prog="python -m minimal.evaluate", description="\n\n".join(paragraphs[1:4]),
                                 epilog=paragraphs[4], formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{mismatch,attack,landscape,membrane,ibp}")
+    commands = parser.add_subparsers(dest="command", required=True,
+                                     metavar="{mismatch,attack,landscape,membrane,pcm,ibp}")
     forward_batch = "samples per forward pass (speed and memory only, the result does not depend on it)"
 
     mismatch = commands.add_parser("mismatch", help="Table 1, Fig. 2: accuracy under mismatch Θ·(1 + ζ·N(0, 1))")
@@ -396,6 +471,9 @@ def build_parser():
                           help="mismatch levels (default: %(default)s)")
     mismatch.add_argument("--draws", type=positive_int, default=100,
                           help="mismatch draws (simulated chips) per ζ > 0 (default: 100, as the paper)")
+    mismatch.add_argument("--noise", choices=sorted(NOISE_MODELS), default="relative",
+                          help="relative: Eq. 1, Θ·(1 + ζN(0, 1)); constant: Θ + ζN(0, 1) (Fig. S4); layer_max: "
+                               "Θ + ζ·max|Θ|·N(0, 1) per tensor (Joshi et al., Fig. 5) (default: relative)")
 
     attack = commands.add_parser("attack",
                                  help="Fig. 3, S3, S5c: accuracy after the PGA weight attack and a random one")
@@ -427,6 +505,13 @@ def build_parser():
                           help="histogram range of (V − B)/B; values outside are counted but not drawn "
                                "(default: -6 6)")
 
+    pcm = commands.add_parser("pcm", help="Fig. 4: accuracy on simulated PCM hardware over time since programming")
+    add_common_options(pcm, 200, forward_batch)
+    pcm.add_argument("--times", type=seconds_list, default=PCM_TIMES, metavar="T1,T2,…",
+                     help="seconds since programming, comma-separated (default: 25 s, 1 h, 1 d, 30 d, 1 y)")
+    pcm.add_argument("--repeats", type=positive_int, default=25,
+                     help="simulated chips per network, each programmed anew (default: 25, as the paper)")
+
     commands.add_parser("ibp", add_help=False,
                         help="Fig. S9: interval bound propagation; see python -m minimal.evaluate ibp --help")
     return parser
@@ -448,7 +533,8 @@ def check_arguments(parser, args, unknown):
     args.out = args.out or os.path.join("runs", f"eval-{args.command}")
 
 
-COMMANDS = {"mismatch": run_mismatch, "attack": run_attack, "landscape": run_landscape, "membrane": run_membrane}
+COMMANDS = {"mismatch": run_mismatch, "attack": run_attack, "landscape": run_landscape, "membrane": run_membrane,
+            "pcm": run_pcm}
 
 
 def main(argv=None):

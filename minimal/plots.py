@@ -145,3 +145,22 @@ def plot_verified_accuracy(table, path):
     axes.set_ylim(0, 100)
     axes.legend(fontsize=8, loc="best")
     return save_png(figure, path)
+
+
+# ---------------------------------------------------------------------------------------------------- Fig. 4
+def plot_pcm_drift(times, curves, float_accuracies, path):
+    """Fig. 4: accuracy (%) of networks on simulated PCM against the time since programming (log axis).
+
+    curves           : label -> (mean, std) arrays over repeats, one entry per time, as fractions
+    float_accuracies : label -> the same network's accuracy in floating point on a PC (dashed line)
+    """
+    figure, axes = new_axes("Fig. 4: accuracy on simulated PCM as the devices drift",
+                            "time since programming t (s)", "test accuracy (%)")
+    for index, (label, (mean, std)) in enumerate(curves.items()):
+        mean, std = 100 * np.asarray(mean), 100 * np.asarray(std)
+        axes.errorbar(times, mean, yerr=std, color=f"C{index}", marker="o", markersize=4, capsize=3, label=label)
+        axes.axhline(100 * float_accuracies[label], color=f"C{index}", linestyle="--", linewidth=1,
+                     label=f"{label}: floating point")
+    axes.set_xscale("log")
+    axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
+    return save_png(figure, path)

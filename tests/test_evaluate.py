@@ -278,6 +278,9 @@ def test_unusable_checkpoint_or_data_is_one_line_and_exit_1(case, message, check
     (["landscape", "--checkpoint", "a", "--num-alphas", "1"], "at least 2"),
     (["mismatch", "--checkpoint", "a", "--bogus"], "unrecognized arguments: --bogus"),
     (["mismatch"], "--checkpoint"),
+    (["mismatch", "--checkpoint", "a", "--noise", "pink"], "invalid choice: 'pink'"),
+    (["pcm", "--checkpoint", "a", "--times", "25,soon"], "comma-separated numbers of seconds"),
+    (["pcm", "--checkpoint", "a", "--times=-5,25"], "≥ 0"),
     (["transmogrify"], "invalid choice"),
 ])
 def test_bad_arguments_exit_2_with_one_line(args, message, capsys):
@@ -293,3 +296,29 @@ def test_command_line_exit_codes(tmp_path):
     bad = subprocess.run(run + ["--split", "train"], capture_output=True, text=True, timeout=120)
     assert missing.returncode == 1 and len(missing.stderr.strip().splitlines()) == 1
     assert bad.returncode == 2 and "invalid choice: 'train'" in bad.stderr
+
+
+def test_cli_pcm_over_time(checkpoints, tmp_path, capsys):
+    out = tmp_path / "pcm"
+    code = evaluate.main(["pcm", "--checkpoint", str(checkpoints / "cnn0"), "--times", "3600,25", "--repeats", "2",
+                          "--out", str(out)])
+    assert code == 0
+    assert_outputs(out, "pcm")
+    record = read_json(out / "pcm.json")
+    assert record["times"] == [25.0, 3600.0]
+    entry = record["checkpoints"][0]
+    meta = read_json(checkpoints / "cnn0" / "meta.json")
+    assert entry["float_accuracy"] == pytest.approx(meta["test_acc"])
+    assert [len(r["accuracies"]) for r in entry["results"]] == [2, 2]
+    assert (out / "pcm.csv").read_text().splitlines()[0] == "checkpoint,floating point,t = 25 s,t = 1 h"
+    assert "Fig. 4" in capsys.readouterr().out
+    assert evaluate.main(["pcm", "--checkpoint", str(checkpoints / "lsnn"), "--out", str(out)]) == 1
+    assert "is an LSNN" in capsys.readouterr().err
+
+
+def test_cli_mismatch_with_layer_max_noise(checkpoints, tmp_path, capsys):
+    out = tmp_path / "joshi"
+    code = evaluate.main(["mismatch", "--checkpoint", str(checkpoints / "cnn0"), "--noise", "layer_max", "--zetas",
+                          "0.05", "--draws", "2", "--out", str(out)])
+    assert code == 0 and read_json(out / "mismatch.json")["noise"] == "layer_max"
+    assert "max|Θ|" in capsys.readouterr().out

@@ -69,3 +69,13 @@ def test_zero_level_and_zero_weights_give_theta_back():
         np.testing.assert_array_equal(draw[name], theta)
     draw = next(mismatch_draws(model, 0.7, 1, np.random.default_rng(0)))
     np.testing.assert_array_equal(draw["fc3.bias"], 0)  # relative noise cannot move a zero weight
+
+
+def test_layer_max_draws_have_std_eta_times_the_largest_weight_of_each_tensor():
+    model, eta, num_draws = tiny_cnn(), 0.05, 4000
+    draws = stacked_draws(model, eta, num_draws, np.random.default_rng(2), noise="layer_max")
+    for name, theta in parameter_arrays(model).items():
+        sigma = eta * np.abs(theta).max()        # one σ for the whole tensor, whatever each entry's size
+        offset = draws[name].astype(np.float64) - theta
+        np.testing.assert_allclose(offset.mean(axis=0), 0.0, atol=6 * sigma / np.sqrt(num_draws))
+        np.testing.assert_allclose(offset.std(axis=0), sigma, rtol=6 / np.sqrt(2 * num_draws), atol=1e-7)

@@ -12,7 +12,8 @@ from minimal import train as train_module
 from minimal.data.common import Split, TaskData
 from minimal.nn.layers import Linear
 from minimal.nn.module import Module, load_checkpoint
-from minimal.tasks import TASKS, Task
+from minimal.optim import SGD
+from minimal.tasks import TASKS, Task, sgd_nesterov
 
 
 class TinyNet(Module):
@@ -124,6 +125,44 @@ def test_missing_data_is_one_clear_line(tmp_path, monkeypatch, capsys):
     assert not (tmp_path / "out").exists()
 
 
+def test_missing_cifar10_is_one_clear_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MINIMAL_DATA", str(tmp_path))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    code = train_module.main(["--task", "cifar10", "--out", str(tmp_path / "out")])
+    error = capsys.readouterr().err
+    assert code == train_module.EXIT_DATA
+    assert error.startswith("error: CIFAR-10 not found") and "data_scripts/cifar10.py" in error
+    assert len(error.splitlines()) == 1 and not (tmp_path / "out").exists()
+
+
+def test_cifar10_task_has_the_papers_optimiser_and_schedule():
+    """Supplementary "Training of CNN used for PCM-based CiM simulation": SGD, Nesterov momentum 0.9, weight
+    decay 5e-4, batch 256, 300 epochs, lr 0.001 multiplied by 0.2 after epochs 60, 120 and 160."""
+    task = TASKS["cifar10"]
+    optimizer = task.optimizer([], task.lr)
+    assert isinstance(optimizer, SGD) and optimizer.nesterov
+    assert (optimizer.lr, optimizer.momentum, optimizer.weight_decay) == (1e-3, 0.9, 5e-4)
+    assert (task.epochs, task.batch_size) == (300, 256)
+    settings = train_module.resolve_settings(train_module.build_parser().parse_args(["--task", "cifar10"]))
+    schedule = train_module.learning_rate_schedule(settings)
+    rates = [schedule(epoch) for epoch in (0, 59, 60, 119, 120, 159, 160, 299)]
+    np.testing.assert_allclose(rates, [1e-3, 1e-3, 2e-4, 2e-4, 4e-5, 4e-5, 8e-6, 8e-6])
+    later = train_module.learning_rate_schedule({**settings, "lr_drop_epoch": 130})  # drops before it are skipped
+    np.testing.assert_allclose([later(129), later(130), later(160)], [1e-3, 2e-4, 4e-5])
+    fmnist = train_module.resolve_settings(train_module.build_parser().parse_args(["--task", "fmnist"]))
+    assert [train_module.learning_rate_schedule(fmnist)(epoch) for epoch in (5, 6, 7)] == [1e-3, 1e-4, 1e-4]
+
+
+def test_a_task_with_sgd_and_several_drops_trains(monkeypatch, tmp_path):
+    task = Task("tiny-sgd", "three blobs", tiny_data, TinyNet, epochs=4, lr=0.05, lr_drop_epoch=2, batch_size=30,
+                later_lr_drops=(3,), lr_divisor=5, optimizer=sgd_nesterov)
+    monkeypatch.setitem(TASKS, "tiny-sgd", task)
+    args = train_module.build_parser().parse_args(["--task", "tiny-sgd", "--out", str(tmp_path / "run")])
+    meta = train_module.train(train_module.resolve_settings(args), log=lambda *_: None)
+    np.testing.assert_allclose([h["lr"] for h in meta["history"]], [0.05, 0.05, 0.01, 0.002])
+    assert meta["test_acc"] > 0.9
+
+
 FMNIST_INSTALLED = os.path.isdir("/usr/share/datasets/fashion-mnist")
 
 
@@ -170,3 +209,42 @@ def test_main_job_ecg_end_to_end_on_a_tiny_budget(tmp_path):
     state, _ = load_checkpoint(tmp_path / "run")
     assert set(state) == {"w_in", "w_rec", "w_out", "b_out"}
     np.testing.assert_array_equal(np.diag(state["w_rec"]), 0)
+
+
+def run_training(folder, *extra):
+    args = train_module.build_parser().parse_args(["--task", "tiny", "--out", str(folder), *extra])
+    return train_module.train(train_module.resolve_settings(args), log=lambda *_: None)
+
+
+def test_init_from_starts_at_the_checkpoint(tiny_task, tmp_path):
+    pretrained = tmp_path / "pretrained"
+    run_training(pretrained, "--epochs", "1")
+    tuned = tmp_path / "tuned"
+    meta = run_training(tuned, "--epochs", "1", "--max-steps", "1", "--lr", "1e-9", "--init-from", str(pretrained))
+    start, _ = load_checkpoint(pretrained)
+    after, _ = load_checkpoint(tuned)
+    np.testing.assert_allclose(after["fc.weight"], start["fc.weight"], atol=1e-6)   # lr ≈ 0: still the start
+    assert meta["settings"]["init_from"] == str(pretrained)
+    fresh, _ = load_checkpoint(run_training(tmp_path / "fresh", "--epochs", "1", "--max-steps", "1", "--lr", "1e-9")
+                               and tmp_path / "fresh")
+    assert not np.allclose(fresh["fc.weight"], start["fc.weight"], atol=1e-3)
+
+
+def test_clip_sigmas_clips_weights_not_biases_after_every_step(tiny_task, tmp_path, monkeypatch):
+    model = TinyNet(np.random.default_rng(0))
+    model.fc.weight.data[0, 0] = 100.0
+    model.fc.bias.data[:] = 50.0
+    std = model.fc.weight.data.std()
+    train_module.clip_weight_matrices(model, 2.0)
+    assert np.abs(model.fc.weight.data).max() == pytest.approx(2.0 * std)
+    assert np.all(model.fc.bias.data == 50.0)
+    calls = []
+    monkeypatch.setattr(train_module, "clip_weight_matrices", lambda m, n: calls.append(n))
+    meta = run_training(tmp_path / "clipped", "--epochs", "1", "--clip-sigmas", "1.5")
+    assert calls == [1.5] * meta["steps"]
+
+
+def test_init_from_a_missing_checkpoint_is_one_line(tmp_path, capsys):
+    code = train_module.main(["--task", "ecg", "--init-from", str(tmp_path / "none"), "--out", str(tmp_path / "o")])
+    assert code == 1
+    assert "cannot read checkpoint" in capsys.readouterr().err

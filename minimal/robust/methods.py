@@ -7,7 +7,8 @@ randomness; `config` holds the run's settings, and each method reads its hyperpa
 paper), else METHOD_DEFAULTS.
 
     standard             L_nat = cross-entropy(f(Θ, X), y)
-    forward_noise        L_nat at Θ + η|Θ|·N(0, 1), the noise a constant offset (Murray & Edwards 1994)
+    forward_noise        L_nat at Θ + η|Θ|·N(0, 1), the noise a constant offset (Murray & Edwards 1994); with
+                         train_noise=layer_max: Θ + η·max|Θ|·N(0, 1) per tensor (Joshi et al. 2020, PCM section)
     beta                 the paper: L_nat(Θ) + β_rob · KL(f(Θ, X) ‖ f(A(Θ), X)), A = Algorithm 1's attack
     forward_noise_beta   both: L_nat with forward noise, plus β_rob · L_rob at the clean Θ
     dropout              L_nat with dropout (p = 0.3) on the hidden dense layers
@@ -23,16 +24,16 @@ from ..autodiff import Tensor
 from .attack import cross_entropy_objective, gradient_of, kl_objective, pga_attack, tracked_parameters
 from .jacobian import robustness_loss_and_gradient
 from .losses import cross_entropy_loss
-from .mismatch import parameter_arrays, relative_noise
+from .mismatch import NOISE_MODELS, parameter_arrays
 
 # ---------------------------------------------------------------------------------------------------- settings
 ATTACK_DEFAULTS = {"zeta_attack": 0.1, "attack_steps": 10, "attack_epsilon": 0.001}  # ζ_attack, N_steps, ε
 
 METHOD_DEFAULTS = {
     "standard": {},
-    "forward_noise": {"eta_train": 0.3},
+    "forward_noise": {"eta_train": 0.3, "train_noise": "relative"},
     "beta": {"beta_rob": 0.25, **ATTACK_DEFAULTS},
-    "forward_noise_beta": {"eta_train": 0.3, "beta_rob": 0.1, **ATTACK_DEFAULTS},
+    "forward_noise_beta": {"eta_train": 0.3, "train_noise": "relative", "beta_rob": 0.1, **ATTACK_DEFAULTS},
     "dropout": {"dropout": 0.3},
     "awp": {"awp_gamma": 0.1, "attack_steps": 10, "attack_epsilon": 0.001},
     "amp": {"amp_epsilon": 0.005, "amp_inner_lr": 1.0, "amp_steps": 1},
@@ -76,9 +77,11 @@ def natural_loss_and_gradients(model, x, y, params):
     return loss.item(), {name: gradient_of(tensors[name]) for name in params}
 
 
-def with_forward_noise(theta, eta, rng):
-    """Θ + η|Θ|·N(0, 1) per entry, drawn as Θ·(1 + η·N(0, 1)) (the same distribution: N is symmetric)."""
-    return {name: relative_noise(value, eta, rng) for name, value in theta.items()}
+def with_forward_noise(theta, eta, rng, noise="relative"):
+    """Θ + η|Θ|·N(0, 1) per entry, drawn as Θ·(1 + η·N(0, 1)) (the same distribution: N is symmetric); or
+    another of mismatch.NOISE_MODELS, e.g. "layer_max": Θ + η·max|Θ|·N(0, 1) per tensor."""
+    perturb = NOISE_MODELS[noise]
+    return {name: perturb(value, eta, rng) for name, value in theta.items()}
 
 
 def adversarial_robustness(model, x, rng, settings):
@@ -105,7 +108,7 @@ def forward_noise(model, x, y, rng, config):
     """L_nat at Θ + η_train|Θ|·N(0, 1), fresh noise every step. The noise is a constant offset, not
     differentiated (as the authors' stop_gradient), so ∇_Θ is simply the gradient at the noisy point."""
     settings = hyperparameters("forward_noise", config)
-    noisy = with_forward_noise(parameter_arrays(model), settings["eta_train"], rng)
+    noisy = with_forward_noise(parameter_arrays(model), settings["eta_train"], rng, settings["train_noise"])
     loss, gradients = natural_loss_and_gradients(model, x, y, noisy)
     set_gradients(model, gradients)
     return loss
@@ -128,7 +131,7 @@ def forward_noise_beta(model, x, y, rng, config):
     as in the authors' code (BPTT-Lipschitzness `loss_jax.py`, Rockpool `adversarial_loss`).
     """
     settings = hyperparameters("forward_noise_beta", config)
-    noisy = with_forward_noise(parameter_arrays(model), settings["eta_train"], rng)
+    noisy = with_forward_noise(parameter_arrays(model), settings["eta_train"], rng, settings["train_noise"])
     natural_loss, natural_gradients = natural_loss_and_gradients(model, x, y, noisy)
     robust_loss, robust_gradients = adversarial_robustness(model, x, rng, settings)
     set_gradients(model, weighted_sum(natural_gradients, robust_gradients, settings["beta_rob"]))

@@ -39,13 +39,19 @@ def constant_noise(theta, sigma, rng):
     return (theta + sigma * rng.standard_normal(theta.shape)).astype(theta.dtype)
 
 
-NOISE_MODELS = {"relative": relative_noise, "constant": constant_noise}
+def layer_max_noise(theta, eta, rng):
+    """One draw of the noise of Joshi et al. (2020), the PCM section's baseline, for one array:
+    Θ + η·max|Θ|·N(0, 1) — the same σ for every entry of the layer's tensor, set by its largest weight."""
+    return (theta + eta * np.abs(theta).max() * rng.standard_normal(theta.shape)).astype(theta.dtype)
+
+
+NOISE_MODELS = {"relative": relative_noise, "constant": constant_noise, "layer_max": layer_max_noise}
 
 
 def mismatch_draws(model, level, num_draws, rng, names=None, noise="relative"):
     """Yield `num_draws` perturbed parameter dicts, one at a time (memory-friendly for big models).
 
-    level : ζ for noise="relative" (Eq. 1), σ for noise="constant" (Fig. S4)
+    level : ζ for noise="relative" (Eq. 1), σ for noise="constant" (Fig. S4), η for noise="layer_max" (Fig. 5)
     names : which parameters to perturb (default: all weights and biases)
     """
     if noise not in NOISE_MODELS:
