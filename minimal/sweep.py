@@ -1,10 +1,19 @@
 """python -m minimal.sweep --task fmnist --methods standard,beta --seeds 0,1 [--root DIR] [--jobs N] …
 
-Trains one model per (method, seed) and then evaluates them all under mismatch, writing one results table.
-Every job is a plain `python -m minimal.train …` / `python -m minimal.evaluate …` command, so the same list
-can go to any cluster scheduler (`--print-commands`). The sweep is resumable: a training job whose meta.json
-already has a test accuracy is skipped, a stopped one continues from its last finished epoch (`--resume`), and
-the evaluation is skipped when its table is newer than every checkpoint.
+Trains one model per (method, seed) and then evaluates them all (by default under mismatch, Table 1), writing
+one results table per evaluation. Every job is a plain `python -m minimal.train …` / `python -m
+minimal.evaluate …` command, so the same list can go to any cluster scheduler (`--print-commands`). The sweep is
+resumable: a training job whose meta.json already has a test accuracy is skipped, a stopped one continues from
+its last finished epoch (`--resume`), and an evaluation is skipped when its table is newer than every checkpoint.
+With --report FILE the tables, figures, commands and wall times go into one section of a Markdown file
+(e.g. docs/results.md), regenerated on every run.
+
+Example, the PCM experiment (Fig. 4, 5): fine-tune a trained standard CNN with noise injection, with and without
+the paper's method, and evaluate all three on simulated PCM and under Gaussian weight noise:
+  python -m minimal.sweep --task fmnist --methods forward_noise,forward_noise_beta --root runs/pcm-fmnist \
+      --train-args "--init-from runs/sweep-fmnist/standard-seed0 --epochs 1 --train-noise layer_max …" \
+      --baseline runs/sweep-fmnist/standard-seed0 --evaluate "drift=pcm --repeats 25" \
+      --evaluate "joshi=mismatch --noise layer_max --zetas 0.026 0.056 0.11" --report docs/results.md
 """
 import argparse
 import json
@@ -15,6 +24,8 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from .io import atomic_save_json
+from .report import write_report_section
 from .robust.methods import METHODS
 from .tasks import TASKS
 from .train import OneLineErrorParser
@@ -29,9 +40,29 @@ def build_parser():
     parser.add_argument("--jobs", type=int, default=1, help="training processes at once (default 1)")
     parser.add_argument("--train-args", default="", help="extra arguments for every training job, e.g. "
                                                          "\"--epochs 3 --lr 1e-3\"")
-    parser.add_argument("--eval-args", default="--draws 100", help="extra arguments for the mismatch evaluation")
+    parser.add_argument("--evaluate", action="append", type=evaluation_spec, metavar="NAME=SUBCOMMAND ARGS",
+                        help="an evaluation of all the models, written to <root>/NAME; repeat for several "
+                             "(default: \"mismatch=mismatch --draws 100\", Table 1)")
+    parser.add_argument("--baseline", action="append", default=[], metavar="DIR",
+                        help="a trained checkpoint evaluated beside the sweep's models, e.g. the float baseline")
+    parser.add_argument("--report", metavar="FILE",
+                        help="write the tables, figures, commands and wall times into this Markdown file, in a "
+                             "section of its own (the rest of the file is kept)")
     parser.add_argument("--print-commands", action="store_true", help="print the commands and exit")
     return parser
+
+
+DEFAULT_EVALUATION = ("mismatch", ["mismatch", "--draws", "100"])
+
+
+def evaluation_spec(text):
+    """'drift=pcm --repeats 25' -> ('drift', ['pcm', '--repeats', '25'])."""
+    name, separator, command = text.partition("=")
+    words = shlex.split(command)
+    if not separator or not name.isidentifier() or not words:
+        raise argparse.ArgumentTypeError(f"must look like NAME=SUBCOMMAND [ARGS], e.g. \"drift=pcm --repeats 25\", "
+                                         f"got {text!r}")
+    return name, words
 
 
 def comma_list(allowed, kind=str):
@@ -53,10 +84,11 @@ def training_command(args, root, method, seed):
             "--out", run_folder(root, method, seed), "--resume", *shlex.split(args.train_args)]
 
 
-def evaluation_command(args, root, folders):
+def evaluation_command(evaluation, root, folders):
+    name, (subcommand, *options) = evaluation
     checkpoints = [part for folder in folders for part in ("--checkpoint", folder)]
-    return [sys.executable, "-m", "minimal.evaluate", "mismatch", *checkpoints, "--out",
-            os.path.join(root, "mismatch"), *shlex.split(args.eval_args)]
+    return [sys.executable, "-m", "minimal.evaluate", subcommand, *checkpoints, "--out", os.path.join(root, name),
+            *options]
 
 
 def is_trained(folder):
@@ -95,36 +127,58 @@ def train_all(args, root, jobs):
         return [folder for folder in pool.map(run, pending) if folder]
 
 
-def evaluation_is_current(root, folders):
-    table = os.path.join(root, "mismatch", "mismatch.json")
+def evaluation_is_current(root, evaluation, folders):
+    """True when the evaluation's JSON table is newer than every checkpoint it covers."""
+    name, (subcommand, *_) = evaluation
+    table = os.path.join(root, name, subcommand + ".json")
     if not os.path.isfile(table):
         return False
     return all(os.path.getmtime(table) > os.path.getmtime(os.path.join(f, "meta.json")) for f in folders)
 
 
+def evaluate_all(args, root, folders):
+    """Run the evaluations that are not up to date; returns an error message or None. Each one's wall time is
+    kept in <root>/<name>/wall_seconds.json for the report."""
+    for evaluation in args.evaluate:
+        name = evaluation[0]
+        if evaluation_is_current(root, evaluation, folders):
+            print(f"evaluation {name} in {root}/{name} is up to date")
+            continue
+        os.makedirs(os.path.join(root, name), exist_ok=True)
+        start = time.time()
+        code = run_logged(evaluation_command(evaluation, root, folders), os.path.join(root, name + ".log"))
+        if code != 0:
+            return f"the evaluation {name} failed (exit {code}); see {root}/{name}.log"
+        atomic_save_json(os.path.join(root, name, "wall_seconds.json"), {"seconds": round(time.time() - start, 1)})
+    return None
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    args.evaluate = args.evaluate or [DEFAULT_EVALUATION]
     root = args.root or os.path.join("runs", f"sweep-{args.task}")
     jobs = [(method, seed) for method in args.methods for seed in args.seeds]
     folders = [run_folder(root, method, seed) for method, seed in jobs]
     if args.print_commands:
         for method, seed in jobs:
             print(shlex.join(training_command(args, root, method, seed)))
-        print(shlex.join(evaluation_command(args, root, folders)))
+        for evaluation in args.evaluate:
+            print(shlex.join(evaluation_command(evaluation, root, args.baseline + folders)))
         return 0
     failed = train_all(args, root, jobs)
     if failed:
         print(f"error: {len(failed)} training job(s) failed: {', '.join(failed)}", file=sys.stderr)
         return 1
-    if evaluation_is_current(root, folders):
-        print(f"mismatch evaluation in {root}/mismatch is up to date")
-    else:
-        os.makedirs(root, exist_ok=True)
-        code = run_logged(evaluation_command(args, root, folders), os.path.join(root, "evaluate.log"))
-        if code != 0:
-            print(f"error: the mismatch evaluation failed (exit {code}); see {root}/evaluate.log", file=sys.stderr)
-            return 1
-    print(f"results: {root}/mismatch")
+    error = evaluate_all(args, root, args.baseline + folders)
+    if error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    if args.report:
+        evaluated = args.baseline + folders
+        write_report_section(args.report, root, argv if argv is not None else sys.argv[1:], args.evaluate,
+                             [evaluation_command(e, root, evaluated) for e in args.evaluate], evaluated)
+        print(f"wrote the {root} section of {args.report}")
+    print(f"results: {', '.join(os.path.join(root, name) for name, _ in args.evaluate)}")
     return 0
 
 

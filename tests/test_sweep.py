@@ -1,5 +1,6 @@
 """The sweep: job list, commands, skipping finished jobs, failures reported."""
 import json
+import os
 import shlex
 
 import pytest
@@ -51,3 +52,47 @@ def test_finished_jobs_are_skipped_and_failures_reported(tmp_path, monkeypatch):
     assert failed == [str(tmp_path / "beta-seed0")]
     assert sweep.is_trained(str(tmp_path / "standard-seed0"))
     assert not sweep.is_trained(str(tmp_path / "beta-seed0"))
+
+
+def test_evaluation_specs_and_baselines_make_the_commands(capsys, tmp_path):
+    code = sweep.main(["--task", "fmnist", "--methods", "forward_noise", "--root", str(tmp_path), "--baseline",
+                       "runs/float", "--evaluate", "drift=pcm --repeats 3", "--evaluate",
+                       "joshi=mismatch --noise layer_max", "--print-commands"])
+    assert code == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    drift, joshi = shlex.split(lines[1]), shlex.split(lines[2])
+    assert drift[3] == "pcm" and drift[-4:] == ["--out", str(tmp_path / "drift"), "--repeats", "3"]
+    assert drift[drift.index("--checkpoint") + 1] == "runs/float" and drift.count("--checkpoint") == 2
+    assert joshi[3] == "mismatch" and joshi[-2:] == ["--noise", "layer_max"]
+
+
+@pytest.mark.parametrize("spec", ["pcm --repeats 3", "=pcm", "drift=", "two words=pcm"])
+def test_bad_evaluation_spec_is_one_line(spec, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        parse("--task", "fmnist", "--methods", "standard", "--evaluate", spec)
+    assert exit_info.value.code == 2 and "NAME=SUBCOMMAND" in capsys.readouterr().err
+
+
+def test_report_section_is_generated_from_the_runs_and_replaced_on_rerun(tmp_path, monkeypatch):
+    root = tmp_path / "runs"
+    write_meta(root / "standard-seed0", method="standard", seed=0, history=[{}, {}], steps=20, best_val_acc=0.9,
+               test_acc=0.875, train_seconds=125.0)
+    evaluation_folder = root / "mismatch"
+    evaluation_folder.mkdir()
+    (evaluation_folder / "mismatch.csv").write_text("checkpoint,ζ = 0\nstandard seed 0,87.50 ± 0.00 (87.50)\n")
+    (evaluation_folder / "mismatch.json").write_text(json.dumps({"figure": "Table 1, Fig. 2"}))
+    (evaluation_folder / "mismatch.png").write_bytes(b"\x89PNG fake")
+    (evaluation_folder / "wall_seconds.json").write_text(json.dumps({"seconds": 42}))
+    os.utime(root / "standard-seed0" / "meta.json", (1e9, 1e9))     # trained long before it was evaluated
+    monkeypatch.setattr(sweep, "run_logged", lambda command, log: pytest.fail(f"ran {command}"))
+    report = tmp_path / "docs" / "results.md"
+    report.parent.mkdir()
+    report.write_text("# Results\n\nmy commentary\n")
+    argv = ["--task", "fmnist", "--methods", "standard", "--root", str(root), "--report", str(report)]
+    assert sweep.main(argv) == 0          # trained and evaluated already: only the report is written
+    text = report.read_text()
+    assert "my commentary" in text and "| standard seed 0 | 87.50 ± 0.00 (87.50) |" in text
+    assert "87.50" in text and "2.1 min" in text and "wall time 42 s" in text
+    assert (tmp_path / "docs" / "figures" / "runs-mismatch.png").read_bytes() == b"\x89PNG fake"
+    assert sweep.main(argv) == 0
+    assert report.read_text() == text      # regenerated in place, not appended twice
