@@ -6,6 +6,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .optim import SGD, Adam
+
+
+def adam(parameters, lr):
+    return Adam(parameters, lr=lr)
+
+
+def sgd_nesterov(parameters, lr):
+    """The paper's optimiser for ResNet-32 (Supplementary "Training of CNN used for PCM-based CiM simulation"):
+    SGD with Nesterov momentum 0.9 and weight decay 5e-4."""
+    return SGD(parameters, lr, momentum=0.9, nesterov=True, weight_decay=5e-4)
+
 
 @dataclass(frozen=True)
 class Task:
@@ -15,8 +27,11 @@ class Task:
     build_model: callable    # (rng) -> Module
     epochs: int
     lr: float
-    lr_drop_epoch: int       # from this epoch on the learning rate is lr / 10 (None: never)
+    lr_drop_epoch: int       # from this epoch on the learning rate is lr / lr_divisor (None: never)
     batch_size: int = 100
+    later_lr_drops: tuple = ()   # epochs after lr_drop_epoch at which the learning rate is divided again
+    lr_divisor: float = 10
+    optimizer: callable = adam   # (parameters, lr) -> Optimizer
 
 
 def _load_fmnist(data_dir, seed):
@@ -39,6 +54,16 @@ def _load_speech(data_dir, seed):
     return load_speech(data_dir, seed=seed)
 
 
+def _load_cifar10(data_dir, seed):
+    from .data.cifar10 import load_cifar10
+    return load_cifar10(data_dir, seed=seed)
+
+
+def _build_resnet32(rng):
+    from .nn.resnet import ResNet32
+    return ResNet32(rng)
+
+
 def _build_lsnn(num_inputs, num_classes):
     def build(rng):
         from .nn.lsnn import LSNN
@@ -53,6 +78,10 @@ TASKS = {
                 epochs=20, lr=1e-3, lr_drop_epoch=15),
     "speech": Task("speech", "Speech Commands (6 words, MFCC) with the paper's LSNN", _load_speech,
                    _build_lsnn(40, 6), epochs=20, lr=1e-3, lr_drop_epoch=15),
+    # The paper's schedule: 300 epochs, batch 256, lr 0.001 multiplied by 0.2 after epochs 60, 120 and 160.
+    "cifar10": Task("cifar10", "CIFAR-10 with ResNet-32 (the PCM section)", _load_cifar10, _build_resnet32,
+                    epochs=300, lr=1e-3, lr_drop_epoch=60, batch_size=256, later_lr_drops=(120, 160),
+                    lr_divisor=5, optimizer=sgd_nesterov),
 }
 
 

@@ -17,7 +17,7 @@ from .data.common import DataNotFoundError, iterate_minibatches
 from .metrics import accuracy
 from .io import atomic_save_json, atomic_save_npz, load_npz
 from .nn.module import load_checkpoint, save_checkpoint
-from .optim import Adam, PiecewiseConstant
+from .optim import PiecewiseConstant
 from .robust.methods import METHOD_DEFAULTS, METHODS, hyperparameters
 from .tasks import TASKS, model_rng
 
@@ -61,9 +61,11 @@ def build_parser():
     parser.add_argument("--epochs", type=positive_int, help="epochs (default: the task's)")
     parser.add_argument("--max-steps", type=positive_int, help="stop after this many optimiser steps in total")
     parser.add_argument("--batch-size", type=positive_int, help="minibatch size (default: the task's)")
-    parser.add_argument("--lr", type=positive_float, help="Adam learning rate (default: the task's)")
+    parser.add_argument("--lr", type=positive_float,
+                        help="learning rate of the task's optimiser (Adam; cifar10: SGD) (default: the task's)")
     parser.add_argument("--lr-drop-epoch", type=int,
-                        help="from this epoch on use lr/10 (default: the task's; negative: never)")
+                        help="from this epoch on use lr/10 (cifar10: lr/5, and /5 again at its later drops) "
+                             "(default: the task's; negative: never)")
     parser.add_argument("--seed", type=int, default=0, help="seed for initialisation, data split and shuffling (default: 0)")
     parser.add_argument("--data-dir", help="folder with the task's data (default: search the usual places)")
     parser.add_argument("--out", help="output folder (default: runs/<task>-<method>-seed<seed>)")
@@ -116,9 +118,12 @@ def method_settings(args):
 
 
 def learning_rate_schedule(settings):
-    if settings["lr_drop_epoch"] is None:
+    """lr, divided by the task's lr_divisor at lr_drop_epoch and again at each of the task's later drops."""
+    task, first_drop = TASKS[settings["task"]], settings["lr_drop_epoch"]
+    if first_drop is None:
         return PiecewiseConstant([], [settings["lr"]])
-    return PiecewiseConstant([settings["lr_drop_epoch"]], [settings["lr"], settings["lr"] / 10])
+    drops = [first_drop] + [epoch for epoch in task.later_lr_drops if epoch > first_drop]
+    return PiecewiseConstant(drops, [settings["lr"] / task.lr_divisor ** k for k in range(len(drops) + 1)])
 
 
 class TrainingDiverged(RuntimeError):
@@ -154,7 +159,7 @@ def train(settings, data_dir=None, log=print):
     task = TASKS[settings["task"]]
     data = task.load_data(data_dir, settings["seed"])
     model = task.build_model(model_rng(settings["seed"]))
-    optimizer = Adam(model.parameters(), lr=settings["lr"])
+    optimizer = task.optimizer(model.parameters(), settings["lr"])
     schedule = learning_rate_schedule(settings)
     rng = np.random.default_rng([settings["seed"], 1])
     meta = {"task": task.name, "method": settings["method"], "seed": settings["seed"], "settings": settings,

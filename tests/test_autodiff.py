@@ -228,6 +228,49 @@ def test_max_pool2d_same_gives_ceil_size():
     assert out.shape == (1, 1, 5, 5)
 
 
+# ------------------------------------------------------------------------------------------- batch norm
+BATCH_NORM_SHAPES = [(2, 3, 5, 7), (1, 2, 3, 1), (3, 1, 2, 2), (5, 4, 1, 1)]
+
+
+@pytest.mark.parametrize("shape", BATCH_NORM_SHAPES)
+@pytest.mark.parametrize("layout", ["contiguous", "transposed"])
+def test_batch_norm_with_batch_statistics(shape, layout):
+    channels = shape[1]
+    x = values(shape, 0, layout=layout)
+    gradcheck(ops.batch_norm, x, values((channels,), 1), values((channels,), 2))
+
+
+@pytest.mark.parametrize("shape", BATCH_NORM_SHAPES)
+def test_batch_norm_with_given_statistics(shape):
+    channels = shape[1]
+    mean, var = values((channels,), 3), values((channels,), 4, 0.5, 2.0)
+    gradcheck(lambda a, w, b: ops.batch_norm(a, w, b, mean, var), values(shape, 0), values((channels,), 1),
+              values((channels,), 2))
+
+
+def test_batch_norm_values():
+    x = values((4, 3, 5, 6), 0)
+    gamma, beta = np.array([1.0, 2.0, 0.5]), np.array([0.0, -1.0, 3.0])
+    out = ops.batch_norm(Tensor(x), gamma, beta, eps=0).data
+    np.testing.assert_allclose(out.mean(axis=(0, 2, 3)), beta, atol=1e-12)  # per channel: mean β, std γ
+    np.testing.assert_allclose(out.std(axis=(0, 2, 3)), gamma, rtol=1e-12)
+    mean, var = np.array([0.1, -0.2, 0.3]), np.array([1.0, 4.0, 0.25])
+    given = ops.batch_norm(Tensor(x), gamma, beta, mean, var, eps=0).data
+    expected = gamma[:, None, None] * (x - mean[:, None, None]) / np.sqrt(var[:, None, None]) + beta[:, None, None]
+    np.testing.assert_allclose(given, expected, rtol=1e-12)
+    np.testing.assert_allclose(ops.batch_norm(Tensor(x[:1]), gamma, beta, mean, var, eps=0).data, expected[:1],
+                               rtol=1e-12)  # with given statistics a sample does not depend on its batch
+
+
+def test_batch_norm_keeps_float32():
+    x = Tensor(np.ones((2, 3, 2, 2), dtype=np.float32), requires_grad=True)
+    gamma = Tensor(np.ones(3, dtype=np.float32), requires_grad=True)
+    out = ops.batch_norm(x, gamma, np.zeros(3, np.float32))
+    assert out.dtype == np.float32
+    out.sum().backward()
+    assert x.grad.dtype == np.float32 and gamma.grad.dtype == np.float32
+
+
 # ------------------------------------------------------------------------------------------- the engine
 def test_reused_node_accumulates():
     x = Tensor(np.array([3.0]), requires_grad=True)

@@ -1,4 +1,4 @@
-"""Modules, layers, the paper's CNN and checkpoints."""
+"""Modules, layers (batch norm included), the paper's CNN and checkpoints (with buffers)."""
 import os
 
 import numpy as np
@@ -7,8 +7,10 @@ import pytest
 from minimal.autodiff import Tensor, ops
 from minimal.autodiff.gradcheck import gradcheck
 from minimal.nn.cnn import CNN
-from minimal.nn.layers import Conv2d, Dropout, Flatten, Linear, MaxPool2d, ReLU, Sequential, glorot_normal
-from minimal.nn.module import Parameter, load_checkpoint, save_checkpoint
+from minimal.nn.layers import (BatchNorm2d, Conv2d, Dropout, Flatten, Linear, MaxPool2d, ReLU, Sequential,
+                                glorot_normal)
+from minimal.nn.lsnn import LSNN
+from minimal.nn.module import Buffer, Module, Parameter, load_checkpoint, save_checkpoint
 
 
 def test_named_parameters_follow_attribute_names():
@@ -107,3 +109,80 @@ def test_parameter_always_requires_grad():
     assert p.requires_grad
     (p * 2).sum().backward()
     np.testing.assert_array_equal(p.grad, 2)
+
+
+# ------------------------------------------------------------------------------------------- batch norm, buffers
+def test_batch_norm_training_normalises_and_moves_the_running_statistics():
+    bn = BatchNorm2d(3, momentum=0.1)
+    x = np.random.default_rng(0).normal(2.0, 3.0, (8, 3, 4, 5)).astype(np.float32)
+    out = bn(Tensor(x)).data
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out.mean(axis=(0, 2, 3)), 0, atol=1e-5)  # γ = 1, β = 0 at the start
+    np.testing.assert_allclose(out.std(axis=(0, 2, 3)), 1, atol=1e-3)
+    np.testing.assert_allclose(bn.running_mean.data, 0.1 * x.mean(axis=(0, 2, 3)), rtol=1e-5)
+    np.testing.assert_allclose(bn.running_var.data, 0.9 + 0.1 * x.var(axis=(0, 2, 3), ddof=1), rtol=1e-5)
+
+
+def test_batch_norm_eval_uses_the_running_statistics_and_leaves_them():
+    bn = BatchNorm2d(2)
+    bn.running_mean.data[:] = [1.0, -1.0]
+    bn.running_var.data[:] = [4.0, 0.25]
+    bn.eval()
+    x = np.random.default_rng(0).standard_normal((3, 2, 2, 2)).astype(np.float32)
+    expected = (x - bn.running_mean.data[:, None, None]) / np.sqrt(bn.running_var.data[:, None, None] + bn.eps)
+    np.testing.assert_allclose(bn(Tensor(x)).data, expected, rtol=1e-6)
+    np.testing.assert_allclose(bn(Tensor(x[:1])).data, expected[:1], rtol=1e-6)  # independent of the batch
+    np.testing.assert_array_equal(bn.running_mean.data, [1.0, -1.0])
+
+
+def test_batch_norm_takes_gamma_and_beta_overrides():
+    bn = BatchNorm2d(2).eval()
+    x = Tensor(np.ones((1, 2, 1, 1), np.float32))
+    out = bn(x, np.array([2.0, 3.0], np.float32), np.array([0.5, 0.0], np.float32))
+    np.testing.assert_allclose(out.data.ravel(), np.array([2.0, 3.0]) / np.sqrt(1 + bn.eps) + [0.5, 0.0])
+
+
+class WithBatchNorm(Module):
+    def __init__(self, rng):
+        self.conv = Conv2d(1, 2, 3, rng)
+        self.bn = BatchNorm2d(2)
+
+    def forward(self, x, params=None):
+        p = self.parameter_dict(params)
+        return self.bn(ops.conv2d(x, p["conv.weight"], p["conv.bias"]), p["bn.weight"], p["bn.bias"])
+
+
+def test_buffers_are_in_the_state_but_are_not_parameters():
+    model = WithBatchNorm(np.random.default_rng(0))
+    assert [name for name, _ in model.named_parameters()] == ["conv.weight", "conv.bias", "bn.weight", "bn.bias"]
+    assert [name for name, _ in model.named_buffers()] == ["bn.running_mean", "bn.running_var"]
+    assert all(isinstance(b, Buffer) and not isinstance(b, Tensor) for _, b in model.named_buffers())
+    assert list(model.state_dict()) == ["conv.weight", "conv.bias", "bn.weight", "bn.bias", "bn.running_mean",
+                                        "bn.running_var"]
+    assert model.num_parameters() == 2 * 9 + 2 + 2 + 2
+
+
+def test_checkpoint_round_trip_with_buffers(tmp_path):
+    rng = np.random.default_rng(0)
+    model = WithBatchNorm(rng)
+    x = Tensor(rng.standard_normal((4, 1, 5, 5)).astype(np.float32))
+    for _ in range(3):
+        model(x)  # training mode: the running statistics move away from 0 and 1
+    save_checkpoint(tmp_path / "run", model, {"task": "test"})
+    state, _ = load_checkpoint(tmp_path / "run")
+    other = WithBatchNorm(np.random.default_rng(1))
+    other.load_state_dict(state)
+    np.testing.assert_array_equal(other.bn.running_mean.data, model.bn.running_mean.data)
+    np.testing.assert_array_equal(other.bn.running_var.data, model.bn.running_var.data)
+    np.testing.assert_array_equal(other.eval()(x).data, model.eval()(x).data)
+    del state["bn.running_var"]
+    with pytest.raises(KeyError, match="missing.*bn.running_var"):
+        other.load_state_dict(state)
+
+
+def test_models_without_buffers_keep_their_checkpoint_keys():
+    """CNN and LSNN checkpoints hold exactly the parameters, as before buffers existed."""
+    rng = np.random.default_rng(0)
+    for model in (CNN(rng), LSNN(rng, 2, 4)):
+        assert list(model.named_buffers()) == []
+        assert list(model.state_dict()) == [name for name, _ in model.named_parameters()]

@@ -375,6 +375,42 @@ def _pad(a, pads, value):
     return Tensor.from_op(np.pad(a.data, pads, constant_values=value), (a,), backward)
 
 
+# ---------------------------------------------------------------------------------------------------- normalisation
+def _per_channel(values):
+    """A (C,) array shaped (1, C, 1, 1), so it broadcasts over the channel axis of (N, C, H, W)."""
+    return np.reshape(values, (1, -1, 1, 1))
+
+
+def batch_norm(x, weight, bias, mean=None, var=None, eps=1e-5):
+    """Batch normalisation (Ioffe & Szegedy, 2015) of x (N, C, H, W), channel by channel:
+
+        y = γ · (x − μ) / sqrt(σ² + ε) + β          γ = weight, β = bias, both of shape (C,)
+
+    Training (mean and var not given): μ and σ² are the batch's own mean and (biased) variance over (N, H, W),
+    so they depend on x and the gradient flows through them as well. Evaluation: μ = mean and σ² = var are
+    given constants (the running statistics), and each sample is normalised on its own.
+    """
+    x = as_tensor(x)
+    weight, bias = as_tensor(weight, like=x), as_tensor(bias, like=x)
+    axes = (0, 2, 3)
+    batch_statistics = mean is None
+    if batch_statistics:
+        mean, var = np.mean(x.data, axis=axes), np.var(x.data, axis=axes)
+    inv_std = 1 / np.sqrt(var + eps)
+    x_hat = (x.data - _per_channel(mean)) * _per_channel(inv_std)
+
+    def backward(g):
+        accumulate_grad(weight, np.sum(g * x_hat, axis=axes))
+        accumulate_grad(bias, np.sum(g, axis=axes))
+        g_hat = g * _per_channel(weight.data)  # dLoss/dx̂
+        if batch_statistics:  # every x of a channel moves μ and σ²: remove those two shares (means over N, H, W)
+            g_hat = (g_hat - np.mean(g_hat, axis=axes, keepdims=True)
+                     - x_hat * np.mean(g_hat * x_hat, axis=axes, keepdims=True))
+        accumulate_grad(x, g_hat * _per_channel(inv_std))
+    out = _per_channel(weight.data) * x_hat + _per_channel(bias.data)
+    return Tensor.from_op(out, (x, weight, bias), backward)
+
+
 # ---------------------------------------------------------------------------------------------------- spiking
 def spike(v, threshold, dampening=0.3):
     """z = 1(V > B): a neuron spikes when its membrane potential V exceeds its threshold B.

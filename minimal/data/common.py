@@ -33,6 +33,16 @@ class TaskData:
     info: dict = field(default_factory=dict)
 
 
+def train_val_indices(n_samples, val_fraction, rng):
+    """Randomly split 0..n_samples-1 into (train_indices, val_indices); the validation part has
+    round(n_samples * val_fraction) of them."""
+    if not 0 < val_fraction < 1:
+        raise ValueError(f"val_fraction must be strictly between 0 and 1, got {val_fraction}")
+    n_val = int(round(n_samples * val_fraction))
+    order = rng.permutation(n_samples)
+    return order[n_val:], order[:n_val]
+
+
 def iterate_minibatches(split: Split, batch_size: int, rng=None, shuffle=True):
     """Yield (x, y) minibatches; the last one may be smaller. Shuffling uses the given np.random.Generator."""
     order = rng.permutation(len(split)) if shuffle else np.arange(len(split))

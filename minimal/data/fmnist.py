@@ -19,7 +19,7 @@ import zlib
 
 import numpy as np
 
-from minimal.data.common import DataNotFoundError, Split, TaskData
+from minimal.data.common import DataNotFoundError, Split, TaskData, train_val_indices
 
 FILE_NAMES = {
     "train_images": "train-images-idx3-ubyte.gz",
@@ -153,16 +153,6 @@ def read_images_and_labels(folder, part, expected_count):
     labels = read_idx(os.path.join(folder, FILE_NAMES[f"{part}_labels"]))
     check_images_and_labels(images, labels, expected_count, name=f"{folder}: {part}")
     return images, labels
-
-
-def train_val_indices(n_samples, val_fraction, rng):
-    """Randomly split 0..n_samples-1 into (train_indices, val_indices); the validation part has
-    round(n_samples * val_fraction) of them."""
-    if not 0 < val_fraction < 1:
-        raise ValueError(f"val_fraction must be strictly between 0 and 1, got {val_fraction}")
-    n_val = int(round(n_samples * val_fraction))
-    order = rng.permutation(n_samples)
-    return order[n_val:], order[:n_val]
 
 
 def to_unit_float(images):

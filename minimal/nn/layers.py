@@ -4,7 +4,7 @@ import numpy as np
 
 from ..autodiff import ops
 from .functional import linear
-from .module import Module, Parameter
+from .module import Buffer, Module, Parameter
 
 
 def glorot_normal(shape, fan_in, fan_out, rng, dtype=np.float32):
@@ -33,6 +33,41 @@ class Conv2d(Module):
 
     def forward(self, x):
         return ops.conv2d(x, self.weight, getattr(self, "bias", None), self.stride, self.padding)
+
+
+class BatchNorm2d(Module):
+    """Batch normalisation of (N, C, H, W) per channel (ops.batch_norm), with a learnt scale γ (weight, starts at
+    1) and shift β (bias, starts at 0).
+
+    Training mode normalises with the batch's own statistics and moves the running estimates towards them,
+        running ← (1 − momentum) · running + momentum · batch statistic    (of the variance, the unbiased one);
+    evaluation mode normalises with the running estimates, so a sample's output does not depend on its batch.
+    The running estimates are Buffers: saved with the model, but not Parameters, so neither the optimiser nor
+    the attack nor the mismatch sampler changes them.
+    """
+
+    def __init__(self, channels, momentum=0.1, eps=1e-5):
+        self.weight = Parameter(np.ones(channels, dtype=np.float32))
+        self.bias = Parameter(np.zeros(channels, dtype=np.float32))
+        self.running_mean = Buffer(np.zeros(channels, dtype=np.float32))
+        self.running_var = Buffer(np.ones(channels, dtype=np.float32))
+        self.momentum, self.eps = momentum, eps
+
+    def forward(self, x, weight=None, bias=None):
+        """weight, bias: γ and β to use instead of the layer's own (Θ* of the attack, a mismatch draw)."""
+        x = ops.as_tensor(x)
+        weight = self.weight if weight is None else weight
+        bias = self.bias if bias is None else bias
+        if not self.training:
+            return ops.batch_norm(x, weight, bias, self.running_mean.data, self.running_var.data, self.eps)
+        self._update_running_statistics(x.data)
+        return ops.batch_norm(x, weight, bias, eps=self.eps)
+
+    def _update_running_statistics(self, x):
+        batch_mean = np.mean(x, axis=(0, 2, 3))
+        batch_var = np.var(x, axis=(0, 2, 3), ddof=1)  # unbiased: divided by N·H·W − 1
+        for running, batch in ((self.running_mean, batch_mean), (self.running_var, batch_var)):
+            running.data = ((1 - self.momentum) * running.data + self.momentum * batch).astype(running.dtype)
 
 
 class MaxPool2d(Module):

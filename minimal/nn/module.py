@@ -1,8 +1,10 @@
-"""Module and Parameter: named, trainable arrays, and checkpoints as `model.npz` + `meta.json`.
+"""Module, Parameter and Buffer: named arrays, and checkpoints as `model.npz` + `meta.json`.
 
 A Module finds its parameters by looking at its own attributes: a Parameter is a parameter, a Module is a
 sub-module whose parameters get the attribute name as a prefix ("conv1.weight"). The names are the keys of
 `state_dict()` and of the parameter dicts that the attack and the mismatch sampler substitute (Θ → Θ*).
+A Buffer (BatchNorm's running mean and variance) is found the same way and saved in `state_dict()` too, but it
+is not a parameter: the optimiser, the attack and the mismatch sampler never see it.
 """
 import os
 
@@ -24,6 +26,24 @@ class Parameter(Tensor):
         return f"Parameter(shape={self.shape}, dtype={self.dtype})"
 
 
+class Buffer:
+    """A non-trainable array that belongs to the model's state (saved and loaded with the parameters)."""
+
+    def __init__(self, data):
+        self.data = np.asarray(data)
+
+    @property
+    def shape(self):
+        return self.data.shape
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    def __repr__(self):
+        return f"Buffer(shape={self.shape}, dtype={self.dtype})"
+
+
 class Module:
     training = True
 
@@ -40,11 +60,18 @@ class Module:
 
     def named_parameters(self, prefix=""):
         """Yield (name, Parameter) for this module and its sub-modules, in the order they were assigned."""
+        return self._named(Parameter, prefix)
+
+    def named_buffers(self, prefix=""):
+        """Yield (name, Buffer) for this module and its sub-modules, in the order they were assigned."""
+        return self._named(Buffer, prefix)
+
+    def _named(self, kind, prefix):
         for name, value in vars(self).items():
-            if isinstance(value, Parameter):
+            if isinstance(value, kind):
                 yield prefix + name, value
             elif isinstance(value, Module):
-                yield from value.named_parameters(prefix + name + ".")
+                yield from value._named(kind, prefix + name + ".")
 
     def parameters(self):
         return [p for _, p in self.named_parameters()]
@@ -78,28 +105,32 @@ class Module:
             p.grad = None
 
     def state_dict(self):
-        """name -> a copy of the parameter's array."""
-        return {name: p.data.copy() for name, p in self.named_parameters()}
+        """name -> a copy of the array, for every parameter and then every buffer."""
+        return {name: entry.data.copy() for name, entry in self._state_entries().items()}
 
     def load_state_dict(self, state):
-        """Copy arrays into the parameters; names and shapes must match exactly (errors name the mismatch)."""
-        params = dict(self.named_parameters())
-        missing, unexpected = set(params) - set(state), set(state) - set(params)
+        """Copy arrays into the parameters and buffers; names and shapes must match exactly (errors name the
+        mismatch)."""
+        entries = self._state_entries()
+        missing, unexpected = set(entries) - set(state), set(state) - set(entries)
         if missing or unexpected:
             raise KeyError(f"state dict does not match the model: missing {sorted(missing)}, "
                            f"unexpected {sorted(unexpected)}")
-        for name, p in params.items():
+        for name, entry in entries.items():
             value = np.asarray(state[name])
-            if value.shape != p.shape:
-                raise ValueError(f"parameter {name!r}: checkpoint has shape {value.shape}, model has {p.shape}")
-            p.data = value.astype(p.dtype, copy=True)
+            if value.shape != entry.shape:
+                raise ValueError(f"{name!r}: checkpoint has shape {value.shape}, model has {entry.shape}")
+            entry.data = value.astype(entry.dtype, copy=True)
+
+    def _state_entries(self):
+        return {**dict(self.named_parameters()), **dict(self.named_buffers())}
 
     def num_parameters(self):
         return int(sum(p.size for p in self.parameters()))
 
 
 def save_checkpoint(folder, model, meta):
-    """Write `folder/model.npz` (parameters, no pickle) and `folder/meta.json`, each atomically."""
+    """Write `folder/model.npz` (parameters and buffers, no pickle) and `folder/meta.json`, each atomically."""
     atomic_save_npz(os.path.join(folder, MODEL_FILE), model.state_dict())
     atomic_save_json(os.path.join(folder, META_FILE), meta)
 
