@@ -15,6 +15,14 @@ Speed figures, measured on this machine (benchmarks report; they are not tests):
         the firing rate and the fraction of spikes that *may* happen (may_spike, the upper spike bound): the work of
         the interval pass's recurrent product grows with the latter, the point pass's with the former.
 
+  methods  the F-MNIST CNN's training step at batch 100 with `standard` and with `beta` (the paper's method,
+        N_steps = 10): beta_over_standard against its limit N_steps + 3 (the algorithm needs N_steps + 2 forward/
+        backward passes); and mismatch_eval_100_draws_s, the time `evaluate mismatch` needs for 100 draws over 10,000
+        test-sized images (3 draws timed, scaled to 100).
+  pcm   the F-MNIST CNN on the simulated PCM chip (minimal/pcm.py): programming one chip, and one read of it
+        scoring 10,000 images; pcm_eval_5_times_25_repeats_s scales these to `evaluate pcm`'s default (25 chips ×
+        5 times) — the number the PCM experiment reports as measured.
+
 Each figure is the median over `--repeats` timed runs after warm-up runs (numba compilation is excluded).
 """
 import argparse
@@ -28,9 +36,13 @@ from .autodiff import Tensor, no_grad, ops
 from .kernels import conv as conv_kernels
 from .nn.cnn import CNN
 from .nn.lsnn import LSNN
+from .data.common import Split, fixed_subset
+from .metrics import accuracy
 from .optim import Adam
-from .data.common import fixed_subset
+from .pcm import PCMModel
 from .robust.ibp import interval_parameters
+from .robust.methods import ATTACK_DEFAULTS, METHODS
+from .robust.mismatch import mismatch_draws
 from .tasks import TASKS, model_rng
 
 
@@ -255,7 +267,59 @@ def bench_ibp(repeats, batch_size=100):
     return results
 
 
-GROUPS = {"cnn": bench_cnn, "lsnn": bench_lsnn, "ibp": bench_ibp}
+# ---------------------------------------------------------------------------------------------------- methods, PCM
+def method_step_seconds(method, batch_size, repeats):
+    """One training step (the method's gradient + Adam) of the F-MNIST CNN with the paper's defaults."""
+    model = CNN(np.random.default_rng(0))
+    optimizer = Adam(model.parameters(), lr=1e-4)
+    x, y = cnn_batch(batch_size)
+    rng = np.random.default_rng(1)
+
+    def step():
+        METHODS[method](model, x, y, rng, {"task": "fmnist"})
+        optimizer.step()
+    return median_seconds(step, repeats)
+
+
+def mismatch_draw_seconds(num_images, num_draws=3):
+    """Seconds per mismatch draw of the CNN over num_images images (what evaluate mismatch does per draw)."""
+    model = CNN(np.random.default_rng(0)).eval()
+    split = Split(np.random.default_rng(2).random((num_images, 1, 28, 28), dtype=np.float32),
+                  np.zeros(num_images, dtype=np.int64))
+    accuracy(model, split, 500)                                                   # warm-up
+    start = time.perf_counter()
+    for draw in mismatch_draws(model, 0.5, num_draws, np.random.default_rng(3)):
+        accuracy(model, split, 500, draw)
+    return (time.perf_counter() - start) / num_draws
+
+
+def bench_methods(repeats, batch_size=100):
+    steps = ATTACK_DEFAULTS["attack_steps"]
+    results = {"cnn_standard_step_ms": 1000 * method_step_seconds("standard", batch_size, repeats),
+               "cnn_beta_step_ms": 1000 * method_step_seconds("beta", batch_size, max(3, repeats // 4))}
+    results["beta_over_standard"] = results["cnn_beta_step_ms"] / results["cnn_standard_step_ms"]
+    results["beta_over_standard_limit"] = steps + 3
+    results["mismatch_eval_100_draws_s"] = 100 * mismatch_draw_seconds(10_000)
+    return results
+
+
+def bench_pcm(repeats, num_images=10_000):
+    model = CNN(np.random.default_rng(0)).eval()
+    split = Split(np.random.default_rng(2).random((num_images, 1, 28, 28), dtype=np.float32),
+                  np.zeros(num_images, dtype=np.int64))
+    rng = np.random.default_rng(4)
+    results = {"pcm_program_chip_s": median_seconds(lambda: PCMModel(model, rng), max(3, repeats // 4))}
+    chip = PCMModel(model, rng)
+    chip.accuracy(fixed_subset(split, 200), 25.0, rng)                            # warm-up
+    start = time.perf_counter()
+    chip.accuracy(split, 86400.0, rng)
+    results["pcm_read_10k_images_s"] = time.perf_counter() - start
+    results["pcm_eval_5_times_25_repeats_s"] = 25 * (results["pcm_program_chip_s"]
+                                                     + 5 * results["pcm_read_10k_images_s"])
+    return results
+
+
+GROUPS = {"cnn": bench_cnn, "lsnn": bench_lsnn, "ibp": bench_ibp, "methods": bench_methods, "pcm": bench_pcm}
 
 
 def print_table(results):
