@@ -18,8 +18,10 @@ from .metrics import accuracy
 from .io import atomic_save_json, atomic_save_npz, load_npz
 from .nn.module import load_checkpoint, save_checkpoint
 from .optim import PiecewiseConstant
+from .pcm import clip_weights, is_crossbar_weight
 from .robust.methods import METHOD_DEFAULTS, METHODS, hyperparameters
-from .tasks import TASKS, model_rng
+from .robust.mismatch import NOISE_MODELS
+from .tasks import TASKS, CheckpointError, load_trained_model, model_rng
 
 EXIT_USAGE, EXIT_DATA, EXIT_DIVERGED = 2, 1, 3
 
@@ -71,6 +73,12 @@ def build_parser():
     parser.add_argument("--out", help="output folder (default: runs/<task>-<method>-seed<seed>)")
     parser.add_argument("--resume", action="store_true",
                         help="continue a stopped run in --out from the end of its last finished epoch")
+    parser.add_argument("--init-from", metavar="DIR",
+                        help="start from the weights of this checkpoint (same task) instead of a random "
+                             "initialisation: fine-tuning a pretrained model, as the paper's PCM experiments do")
+    parser.add_argument("--clip-sigmas", type=positive_float, metavar="N",
+                        help="after every step clip each weight matrix and kernel to ±N·std of its entries "
+                             "(PCM training: no outlier weight sets the conductance scale; paper: 2) (default: off)")
     add_method_options(parser)
     return parser
 
@@ -83,8 +91,9 @@ def add_method_options(parser):
         for name, value in names.items():
             defaults.setdefault(name, (value, []))[1].append(method)
     for name, (value, methods) in sorted(defaults.items()):
-        kind = {bool: parse_bool, int: positive_int}.get(type(value), float)
-        group.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, default=None,
+        kind = {bool: parse_bool, int: positive_int, str: str}.get(type(value), float)
+        choices = sorted(NOISE_MODELS) if isinstance(value, str) else None   # train_noise is the one text option
+        group.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, default=None, choices=choices,
                            help=f"used by {', '.join(methods)} (paper: {value})")
 
 
@@ -107,6 +116,8 @@ def resolve_settings(args):
         "lr_drop_epoch": drop if drop is not None and drop >= 0 else None,
         "out": args.out or os.path.join("runs", f"{task.name}-{args.method}-seed{args.seed}"),
         "resume": args.resume,
+        "init_from": args.init_from,
+        "clip_sigmas": args.clip_sigmas,
         **method_settings(args),
     }
 
@@ -143,11 +154,29 @@ def train_one_epoch(model, method, optimizer, data, settings, rng, steps_left, e
             if not np.isfinite(loss):
                 raise TrainingDiverged(f"loss became {loss} at epoch {epoch + 1}, step {len(losses) + 1}")
             optimizer.step()
+            if settings.get("clip_sigmas"):
+                clip_weight_matrices(model, settings["clip_sigmas"])
             losses.append(loss)
             bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
             if len(losses) == total:
                 break
     return len(losses), float(np.mean(losses))
+
+
+def clip_weight_matrices(model, n_sigmas):
+    """Each dense weight and conv kernel clipped to ±n·std of its own entries (biases untouched)."""
+    for _, p in model.named_parameters():
+        if is_crossbar_weight(p.data):
+            p.data = clip_weights(p.data, n_sigmas).astype(p.dtype)
+
+
+def initialise_from(model, folder, task_name, log):
+    """Copy the weights of a trained checkpoint of the same task into the fresh model (fine-tuning)."""
+    pretrained, meta = load_trained_model(folder)
+    if meta["task"] != task_name:
+        raise CheckpointError(f"--init-from {folder} is a {meta['task']} checkpoint, not {task_name}")
+    model.load_state_dict(pretrained.state_dict())
+    log(f"starting from the weights of {folder} ({meta['method']}, test acc {meta.get('test_acc', float('nan')):.4f})")
 
 
 def train(settings, data_dir=None, log=print):
@@ -159,6 +188,8 @@ def train(settings, data_dir=None, log=print):
     task = TASKS[settings["task"]]
     data = task.load_data(data_dir, settings["seed"])
     model = task.build_model(model_rng(settings["seed"]))
+    if settings.get("init_from"):
+        initialise_from(model, settings["init_from"], task.name, log)
     optimizer = task.optimizer(model.parameters(), settings["lr"])
     schedule = learning_rate_schedule(settings)
     rng = np.random.default_rng([settings["seed"], 1])
@@ -270,6 +301,9 @@ def main(argv=None):
     except ResumeMismatch as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
+    except CheckpointError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_DATA
     return 0
 
 
