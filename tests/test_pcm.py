@@ -221,3 +221,22 @@ def test_vectorised_crossbar_product_equals_a_per_device_loop():
     expected = per_device_product(x.astype(np.float64), conductance.astype(np.float64),
                                   compensation.astype(np.float64), settings, 0.01)
     np.testing.assert_allclose(crossbar.matmul(x), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_resnet_runs_on_the_chip_exactly_when_ideal_and_close_when_noisy():
+    from minimal.nn.resnet import ResNet, ResNet32
+    rng = np.random.default_rng(13)
+    small = ResNet(rng, widths=(4, 8, 8), blocks_per_stage=1).eval()
+    x = rng.standard_normal((3, 3, 12, 12)).astype(np.float32)
+    with no_grad():
+        expected = small(x).data
+    ideal = PCMModel(small, rng, PCMSettings.ideal()).logits(x, 0.0, rng)
+    np.testing.assert_allclose(ideal, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
+    resnet = ResNet32(rng).eval()
+    chip = PCMModel(resnet, rng)
+    assert len(chip.programmed) == 1 + 30 + 1                 # every conv kernel and the dense weight
+    x = rng.standard_normal((2, 3, 32, 32)).astype(np.float32)
+    with no_grad():
+        expected = resnet(x).data
+    logits = chip.logits(x, 86400.0, rng)
+    assert logits.shape == (2, 10) and np.corrcoef(logits.ravel(), expected.ravel())[0, 1] > 0.9
