@@ -19,9 +19,9 @@ The matrix-vector product on the chip:
     tiles: W is cut into 256 × 256 tiles; each tile computes x_q · (g⁺ − g⁻) on its own
     ADC:   each tile's column currents are clipped to ±`adc_range` (in units of g_max × a full-scale input)
            and quantised to `adc_bits`; the tile outputs are summed digitally
-    GDC:   global drift compensation: every tile was read once with an all-ones input right after programming;
-           at time t the same read gives a factor α(t) = Σ|y(t_c)| / Σ|y(t)| that rescales the tile's outputs,
-           which undoes the average drift (not the device-to-device spread of ν, which is what hurts)
+    GDC:   global drift compensation: every tile is read once with an all-ones input right after programming
+           (stored); at time t the same read gives a factor α(t) = Σ|y(t_c)| / Σ|y(t)| that rescales the tile's
+           outputs, which undoes the average drift (not the device-to-device spread of ν, which is what hurts)
 
 Then the outputs are scaled back to weight units (max|W| / g_max) and by the input scale. Biases, pooling,
 ReLU and batch norm stay digital.
@@ -182,6 +182,7 @@ class ProgrammedMatrix:
         self.g_target = np.stack([g_plus, g_minus])                      # (2, in, out): g⁺ and g⁻
         self.g_programmed = self._program(rng)
         self.nu = drift_exponent(self.g_target, rng.standard_normal(self.g_target.shape), settings.g_max)
+        self.reference_read = self.all_ones_read(self.conductances_at(0.0, rng))   # GDC calibration, at t_c
 
     def _program(self, rng):
         if not self.settings.programming_noise:
@@ -200,33 +201,30 @@ class ProgrammedMatrix:
     def read_at(self, t, rng):
         """The crossbar at time t, with its global drift compensation calibrated against the first read."""
         g = self.conductances_at(t, rng)
-        _, rows, columns = g.shape
-        compensation = np.ones((len(tile_slices(rows, self.settings.tile_size)), columns))
+        compensation = np.ones_like(self.reference_read)
         if self.settings.drift_compensation:
-            compensation = self.drift_compensation(self.conductances_at(0.0, rng), g)
+            now = self.all_ones_read(g)
+            compensation = np.divide(self.reference_read, now, out=compensation, where=now > 0)
         differential = (g[0] - g[1]).astype(np.float32)
         return Crossbar(differential, self.weight_per_siemens, compensation.astype(np.float32), self.settings,
                         self.kernel_shape)
 
-    def drift_compensation(self, first_read, now):
-        """α per tile, spread over its columns: (row tiles, out). α = Σ|ones·G(t_c)| / Σ|ones·G(t)| per tile,
-        from the all-ones reference read right after programming (first_read) and now."""
-        _, rows, columns = now.shape
+    def all_ones_read(self, g):
+        """GDC's reference read: Σ_j |Σ_i (g⁺ − g⁻)_ij| of each tile (all-ones input, summed column currents),
+        spread over the tile's columns: shape (row tiles, out). α(t) = this at t_c / this at t."""
+        _, rows, columns = g.shape
         size = self.settings.tile_size
-        alpha = np.ones((len(tile_slices(rows, size)), columns))
+        total = np.zeros((len(tile_slices(rows, size)), columns))
         for i, tile_rows in enumerate(tile_slices(rows, size)):
             for tile_columns in tile_slices(columns, size):
-                reference = np.abs((first_read[0] - first_read[1])[tile_rows, tile_columns].sum(axis=0)).sum()
-                current = np.abs((now[0] - now[1])[tile_rows, tile_columns].sum(axis=0)).sum()
-                alpha[i, tile_columns] = reference / current if current > 0 else 1.0
-        return alpha
+                total[i, tile_columns] = np.abs((g[0] - g[1])[tile_rows, tile_columns].sum(axis=0)).sum()
+        return total
 
 
 class Crossbar:
     """A weight matrix on the simulated chip at one moment: the differential conductances G = g⁺ − g⁻ (in × out,
     µS, float32 like the network), what one µS means in weight units, and the per-tile drift-compensation
-    factors α. Its products go
-    through DAC → tiles → ADC → GDC → digital sum, as the module docstring describes. A conv kernel
+    factors α. Its products go through DAC → tiles → ADC → GDC → digital sum, as the module docstring describes. A conv kernel
     (out, in, kh, kw) is held as the matrix (in·kh·kw, out) and remembers its kernel_shape."""
 
     def __init__(self, conductance, weight_per_siemens, compensation, settings, kernel_shape=None):
