@@ -43,7 +43,7 @@ T_READ = 250e-9       # s, t_r of the 1/f read-noise fit
 T_FIRST_READ = 20.0   # s, t_c: the first read after programming, reference time of the drift fit
 TILE_SIZE = 256       # rows and columns of one crossbar tile
 ROWS_PER_PASS = 2048  # input vectors per NumPy pass: speed and memory only, results do not depend on it
-SAMPLES_PER_CONV_PASS = 16
+SAMPLES_PER_CONV_PASS = 16  # images whose patches are cut at once (the same: speed and memory only)
 
 
 @dataclass
@@ -224,8 +224,8 @@ class ProgrammedMatrix:
 class Crossbar:
     """A weight matrix on the simulated chip at one moment: the differential conductances G = g⁺ − g⁻ (in × out,
     µS, float32 like the network), what one µS means in weight units, and the per-tile drift-compensation
-    factors α. Its products go through DAC → tiles → ADC → GDC → digital sum, as the module docstring describes. A conv kernel
-    (out, in, kh, kw) is held as the matrix (in·kh·kw, out) and remembers its kernel_shape."""
+    factors α. Its products go through DAC → tiles → ADC → GDC → digital sum, as the module docstring describes.
+    A conv kernel (out, in, kh, kw) is held as the matrix (in·kh·kw, out) and remembers its kernel_shape."""
 
     def __init__(self, conductance, weight_per_siemens, compensation, settings, kernel_shape=None):
         self.conductance = conductance
