@@ -2,8 +2,8 @@
 
 Soundness is the property everything rests on: for random operands, every value computed from points inside the
 input intervals (their corners included) lies inside the output interval. Then: the sign-split matrix product
-equals the four-corner reference (exactly so for weight boxes), the numba kernel equals the NumPy version, bounds
-shrink as ζ shrinks, and at ζ = 0 the interval pass is the point pass, bit for bit.
+equals the four-corner reference (exactly so for weight boxes), the numba kernels equal their NumPy references,
+bounds shrink as ζ shrinks, and at ζ = 0 the interval pass is the point pass, bit for bit.
 """
 import numpy as np
 import pytest
@@ -29,6 +29,13 @@ def random_interval(rng, shape):
     width = np.abs(rng.standard_normal(shape)) * rng.choice([0.0, 0.01, 1.0], size=shape)
     lo[rng.random(shape) < 0.2] = 0.0
     return Interval(lo, lo + width)
+
+
+def random_spikes(rng, shape, may=None):
+    """Spike intervals [0,0], [0,1] and [1,1], with a fraction `may` (default: random) that may spike."""
+    may = rng.random() if may is None else may
+    hi = (rng.random(shape) < may).astype(float)
+    return Interval(hi * (rng.random(shape) < 0.3), hi)
 
 
 def points_inside(box, rng, count=6):
@@ -128,10 +135,11 @@ def test_refractory_counter_update_takes_the_hull_where_the_spike_is_uncertain()
 
 
 @FEW
-@given(seed=SEEDS, n=st.integers(1, 4), k=st.integers(1, 6), m=st.integers(1, 5))
-def test_matmul_is_sound_and_the_sign_split_is_the_four_corner_bound(seed, n, k, m):
+@given(seed=SEEDS, n=st.integers(1, 4), k=st.integers(1, 6), m=st.integers(1, 5), spikes=st.booleans())
+def test_matmul_is_sound_and_the_sign_split_is_the_four_corner_bound(seed, n, k, m, spikes):
+    """For any x, and for spike intervals (the kernel's row selection, with few or many x̄ = 1)."""
     rng = np.random.default_rng(seed)
-    x = random_interval(rng, (n, k))
+    x = random_spikes(rng, (n, k)) if spikes else random_interval(rng, (n, k))
     w = weight_box(rng, (k, m), rng.choice([1e-3, 0.1, 1.0]))     # a weight box: w̲, w̄ have the sign of Θ
     reference = four_corner_matmul(x, w)
     for name, product in {"numba kernel": interval.matmul(x, w),
@@ -152,18 +160,125 @@ def test_sign_split_contains_the_four_corner_bound_when_both_straddle_zero(seed,
         assert np.all(product.lo <= reference.lo + 1e-12) and np.all(reference.hi <= product.hi + 1e-12)
 
 
-@pytest.mark.parametrize("shape", [(1, 1, 1), (3, 7, 5), (64, 33, 17)])
+def kernel_test_inputs(rng, n, k):
+    """x for the matrix product kernel: sparse and dense spikes (few or many x̄ = 1: the two ways of selecting rows
+    of W), spike rows mixed with other rows, any intervals, and points of either sign (x ≥ 0, x ≤ 0 terms)."""
+    mixed = random_spikes(rng, (n, k), may=0.8)
+    mixed.lo[::2], mixed.hi[::2] = (rng.random((k,)), 1 + rng.random((k,)))
+    point = rng.standard_normal((n, k))
+    return {"sparse spikes": random_spikes(rng, (n, k), may=0.2), "dense spikes": random_spikes(rng, (n, k), may=0.9),
+            "mixed rows": mixed, "intervals": random_interval(rng, (n, k)), "point": Interval.point(point),
+            "negative": Interval(-1 - np.abs(point), -np.abs(point))}
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1), (3, 7, 5), (5, 2, 9), (64, 33, 17)])
 def test_numba_kernel_equals_the_numpy_sign_split(shape):
-    """Sparse spikes, non-negative values and mixed signs; the kernel skips the zeros."""
     n, k, m = shape
     rng = np.random.default_rng(n + k + m)
     w = random_interval(rng, (k, m))
-    spikes_hi = (rng.random((n, k)) < 0.2).astype(float)
-    for x in (Interval(spikes_hi * (rng.random((n, k)) < 0.5), spikes_hi), random_interval(rng, (n, k))):
+    for name, x in kernel_test_inputs(rng, n, k).items():
         lower, upper = interval_kernels.matmul_bounds(x.lo, x.hi, w.lo, w.hi)
         reference = bilinear_bounds(x, w, np.matmul)
-        np.testing.assert_allclose(lower, reference.lo, rtol=1e-12, atol=1e-12)
-        np.testing.assert_allclose(upper, reference.hi, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(lower, reference.lo, rtol=1e-12, atol=1e-12, err_msg=name)
+        np.testing.assert_allclose(upper, reference.hi, rtol=1e-12, atol=1e-12, err_msg=name)
+
+
+def test_rows_of_spikes_are_summed_the_cheaper_way():
+    """FEW_ONES visits the rows with x̄ = 1; MANY_ONES those with x̲ = 1 and those with x̄ = 0 (kernels/interval.py)."""
+    k = interval_kernels
+    sparse, dense = np.array([0.0, 0, 0, 1]), np.array([0.0, 1, 1, 1])
+    assert k._row_kind(np.zeros(4), sparse) == k.FEW_ONES
+    assert k._row_kind(np.zeros(4), dense) == k.MANY_ONES
+    assert k._row_kind(dense, dense) == k.FEW_ONES            # sure spikes are visited by MANY_ONES, too
+    assert k._row_kind(np.zeros(4), np.array([0.0, 0, 0.5, 1])) == k.GENERAL
+
+
+def test_numba_kernel_in_float32_and_on_a_strided_x():
+    """The LSNN passes x_t = x[:, t], a strided view, in float32."""
+    rng = np.random.default_rng(0)
+    x = random_spikes(rng, (6, 4, 40), may=0.7)
+    w = Interval.from_weights(rng.standard_normal((40, 9)), 0.01)
+    x_lo, x_hi, w_lo, w_hi = (a.astype(np.float32) for a in (x.lo[:, 1], x.hi[:, 1], w.lo, w.hi))
+    lower, upper = interval_kernels.matmul_bounds(x_lo, x_hi, w_lo, w_hi)
+    reference = bilinear_bounds(Interval(x_lo, x_hi), Interval(w_lo, w_hi), np.matmul)
+    assert lower.dtype == np.float32
+    np.testing.assert_allclose(lower, reference.lo, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(upper, reference.hi, rtol=1e-5, atol=1e-5)
+
+
+# -------------------------------------------------------------------------------------------------- elementwise kernels
+# Plain NumPy references of the kernels in kernels/interval.py.
+def numpy_mul(a_lo, a_hi, b_lo, b_hi):
+    corners = [a_lo * b_lo, a_lo * b_hi, a_hi * b_lo, a_hi * b_hi]
+    return np.minimum.reduce(corners), np.maximum.reduce(corners)
+
+
+def numpy_spike(v_lo, v_hi, b_lo, b_hi):
+    return (v_lo > b_hi).astype(v_lo.dtype), (v_hi > b_lo).astype(v_lo.dtype)
+
+
+def numpy_equal(lo, hi, value):
+    return ((lo == value) & (hi == value)).astype(lo.dtype), ((lo <= value) & (value <= hi)).astype(lo.dtype)
+
+
+def numpy_where(c_lo, c_hi, a_lo, a_hi, b_lo, b_hi):
+    surely, possibly = c_lo > 0, c_hi > 0
+    return (np.where(surely, a_lo, np.where(possibly, np.minimum(a_lo, b_lo), b_lo)),
+            np.where(surely, a_hi, np.where(possibly, np.maximum(a_hi, b_hi), b_hi)))
+
+
+def kernel_operands(name, rng, shape):
+    """Bounds for one elementwise kernel: intervals of every kind, refractory counters 0, 1, 2, spike conditions."""
+    a, b = random_interval(rng, shape), random_interval(rng, shape)
+    if name == "equal":
+        counter = np.sort(rng.integers(0, 3, (2,) + shape), axis=0)
+        return [counter[0], counter[1], np.ones(shape)]
+    if name == "where":
+        spikes = random_spikes(rng, shape)
+        return [spikes.lo, spikes.hi, a.lo, a.hi, b.lo, b.hi]
+    return [a.lo, a.hi] if name == "parts" else [a.lo, a.hi, b.lo, b.hi]
+
+
+k = interval_kernels
+KERNELS = {  # name: (the kernels' bounds, the NumPy reference's)
+    "mul": (lambda *a: (k.mul_lower(*a), k.mul_upper(*a)), numpy_mul),
+    "spike": (lambda v_lo, v_hi, b_lo, b_hi: (k.exceeds(v_lo, b_hi), k.exceeds(v_hi, b_lo)), numpy_spike),
+    "equal": (lambda lo, hi, value: (k.equal_lower(lo, hi, value), k.equal_upper(lo, hi, value)), numpy_equal),
+    "where": (lambda c_lo, c_hi, a_lo, a_hi, b_lo, b_hi: (k.where_lower(c_lo, c_hi, a_lo, b_lo),
+                                                          k.where_upper(c_lo, c_hi, a_hi, b_hi)), numpy_where),
+    "parts": (lambda a, b: (k.negative_part(a), k.positive_part(b)), lambda a, b: (np.minimum(a, 0), np.maximum(b, 0))),
+}
+
+
+@pytest.mark.parametrize("name", list(KERNELS))
+@pytest.mark.parametrize("shape", [(1,), (7,), (3, 5), (2, 3, 17)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_elementwise_kernels_equal_their_numpy_references(name, shape, dtype):
+    kernel, reference = KERNELS[name]
+    rng = np.random.default_rng(len(shape) * 100 + shape[-1])
+    arrays = [a.astype(dtype) for a in kernel_operands(name, rng, shape)]
+    for layout, operands in {"contiguous": arrays, "strided": [a.T for a in arrays]}.items():
+        for result, expected in zip(kernel(*operands), reference(*operands)):
+            assert result.dtype == dtype and result.shape == expected.shape, layout
+            np.testing.assert_array_equal(result, expected, err_msg=f"{name}, {layout}")
+
+
+def test_interval_ops_broadcast_numbers_and_rows():
+    """The kernels are ufuncs, which broadcast; interval.where and interval.equal fill numbers out first."""
+    rng = np.random.default_rng(0)
+    spikes, counter = random_spikes(rng, (4, 6)), Interval(np.zeros((4, 6)), np.full((4, 6), 2.0))
+    row = random_interval(rng, (6,))
+    r_next = interval.where(spikes, 2, counter)
+    expected = numpy_where(spikes.lo, spikes.hi, 2.0, 2.0, counter.lo, counter.hi)
+    np.testing.assert_array_equal(r_next.lo, expected[0])
+    np.testing.assert_array_equal(r_next.hi, expected[1])
+    product, expected = interval.mul(spikes, row), numpy_mul(spikes.lo, spikes.hi, row.lo, row.hi)
+    np.testing.assert_array_equal(product.lo, expected[0])
+    np.testing.assert_array_equal(product.hi, expected[1])
+    allowed = interval.equal(counter, 0)
+    assert np.all(allowed.lo == 0) and np.all(allowed.hi == 1)
+    z = interval.spike(Interval.point(np.ones((2, 3), dtype=np.float32)), 0.5)
+    assert z.dtype == np.float32 and np.all(z.lo == 1)
 
 
 def test_batched_matmul_goes_through_numpy_and_matches_the_reference():

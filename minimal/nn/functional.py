@@ -25,7 +25,10 @@ from ..pcm import Crossbar
 
 def has_interval(*values):
     """True if any of the values is an Interval: then the interval version of an op runs."""
-    return any(isinstance(value, Interval) for value in values)
+    for value in values:            # a loop, not any(…): this runs ~20 times per LSNN time step
+        if isinstance(value, Interval):
+            return True
+    return False
 
 
 # ---------------------------------------------------------------------------------------------------- arithmetic
