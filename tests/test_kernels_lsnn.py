@@ -28,13 +28,18 @@ def numpy_forward(x, w_in, w_rec, refractory):
     return trace["v"], trace["threshold"], trace["spikes"], trace["allowed"]
 
 
+def numpy_surrogate(v, threshold, allowed):
+    """Eq. 4: ψ = ∂z/∂V = m · d · max(1 − |(V − B)/B|, 0)."""
+    return allowed * DAMPENING * np.maximum(1 - np.abs((v - threshold) / threshold), 0)
+
+
 def numpy_backward(grad_spikes, x, w_in, w_rec, v, threshold, spikes, allowed):
     """The BPTT equations of the kernel's comment, dense and vectorised over the batch."""
     n_batch, n_steps, n_hidden = spikes.shape
     dv_next, db_next = np.zeros((n_batch, n_hidden)), np.zeros((n_batch, n_hidden))
     grad_x, grad_w_in, grad_w_rec = np.zeros_like(x), np.zeros_like(w_in), np.zeros_like(w_rec)
     for t in reversed(range(n_steps)):
-        psi = allowed[:, t] * DAMPENING * np.maximum(1 - np.abs((v[:, t] - threshold[:, t]) / threshold[:, t]), 0)
+        psi = numpy_surrogate(v[:, t], threshold[:, t], allowed[:, t])
         dz = grad_spikes[:, t] + (1 - RHO_V) * dv_next @ w_rec.T - threshold[:, t] * dv_next + (1 - RHO_B) * db_next
         d_threshold = -spikes[:, t] * dv_next - psi * dz
         dv = RHO_V * dv_next + psi * dz
@@ -57,13 +62,14 @@ def spiking_problem(n_batch, n_steps, n_inputs, n_hidden, seed):
     return x, w_in, w_rec
 
 
-def run_forward(x, w_in, w_rec, refractory, event_driven=True):
-    return kernels.lsnn_forward(x, w_in, w_rec, RHO_V, RHO_B, B0, BETA, refractory, event_driven)
+def run_forward(x, w_in, w_rec, refractory, event_driven=True, keep_v=True):
+    """The kernel's (V, B, z, ψ)."""
+    return kernels.lsnn_forward(x, w_in, w_rec, RHO_V, RHO_B, B0, BETA, DAMPENING, refractory, event_driven, keep_v)
 
 
 def run_backward(grad_spikes, x, w_in, w_rec, states, n_chunks, event_driven=True):
-    return kernels.lsnn_backward(grad_spikes, x, w_in, w_rec, *states, RHO_V, RHO_B, BETA, DAMPENING, n_chunks,
-                                 event_driven)
+    return kernels.lsnn_backward(grad_spikes, x, w_in, w_rec, states.threshold, states.spikes, states.surrogate,
+                                 RHO_V, RHO_B, BETA, n_chunks, event_driven)
 
 
 SHAPES = [(1, 9, 1, 5), (3, 23, 3, 17), (5, 40, 2, 32)]  # (batch, time, inputs, hidden)
@@ -73,11 +79,19 @@ SHAPES = [(1, 9, 1, 5), (3, 23, 3, 17), (5, 40, 2, 32)]  # (batch, time, inputs,
 @pytest.mark.parametrize("refractory", [0, 2, 3])
 def test_forward_kernel_matches_numpy_loop(shape, refractory):
     x, w_in, w_rec = spiking_problem(*shape, seed=sum(shape) + refractory)
-    expected = numpy_forward(x, w_in, w_rec, refractory)
+    v, threshold, spikes, allowed = numpy_forward(x, w_in, w_rec, refractory)
+    expected = v, threshold, spikes, numpy_surrogate(v, threshold, allowed)
     for event_driven in (True, False):
-        for got, want in zip(run_forward(x, w_in, w_rec, refractory, event_driven), expected):
-            np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
-    assert expected[2].mean() > 0.1, "the test inputs should make neurons spike"
+        got = run_forward(x, w_in, w_rec, refractory, event_driven)
+        assert got.spikes.dtype == bool
+        for name, g, want in zip(("v", "threshold", "spikes", "surrogate"), got, expected):
+            np.testing.assert_allclose(g, want, rtol=1e-12, atol=1e-14, err_msg=name)
+        np.testing.assert_array_equal(got.rates, spikes.mean(axis=1))
+        without_v = run_forward(x, w_in, w_rec, refractory, event_driven, keep_v=False)
+        assert without_v[0] is None
+        for g, want in zip(without_v[1:], got[1:]):
+            np.testing.assert_array_equal(g, want)
+    assert spikes.mean() > 0.1, "the test inputs should make neurons spike"
 
 
 @pytest.mark.parametrize("shape", SHAPES[1:])
@@ -97,22 +111,47 @@ def test_backward_kernel_matches_numpy_bptt(shape, n_chunks):
     x, w_in, w_rec = spiking_problem(*shape, seed=7 * sum(shape))
     states = run_forward(x, w_in, w_rec, refractory=2)
     grad_spikes = np.random.default_rng(1).standard_normal(states[2].shape)
-    expected = numpy_backward(grad_spikes, x, w_in, w_rec, *states)
+    expected = numpy_backward(grad_spikes, x, w_in, w_rec, *numpy_forward(x, w_in, w_rec, refractory=2))
     for event_driven in (True, False):
         got = run_backward(grad_spikes, x, w_in, w_rec, states, min(n_chunks, shape[0]), event_driven)
         for name, g, want in zip(("x", "w_in", "w_rec"), got, expected):
             np.testing.assert_allclose(g, want, rtol=1e-9, atol=1e-12 * np.abs(want).max(), err_msg=name)
 
 
+def test_backward_accepts_a_gradient_broadcast_over_time():
+    """The model passes ∂E/∂z_t = ∂E/∂r / T as a read-only view, stride 0 along time: same result as a copy."""
+    x, w_in, w_rec = spiking_problem(3, 23, 2, 17, seed=5)
+    states = run_forward(x, w_in, w_rec, refractory=2)
+    grad_rates = np.random.default_rng(2).standard_normal((3, 17))
+    view = np.broadcast_to(grad_rates[:, None, :], states[2].shape)
+    for got, want in zip(run_backward(view, x, w_in, w_rec, states, 2),
+                         run_backward(np.ascontiguousarray(view), x, w_in, w_rec, states, 2)):
+        np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+@pytest.mark.parametrize("n_rows", range(10))
+def test_row_helpers_match_numpy(n_rows):
+    """add_rows and add_row_products work four rows at a time, then one by one: every remainder 0 … 3."""
+    rng = np.random.default_rng(n_rows)
+    w, vector, out = rng.standard_normal((12, 7)), rng.standard_normal(7), rng.standard_normal(7)
+    rows = rng.permutation(12)
+    got = out.copy()
+    kernels.add_rows(w, rows, n_rows, got)
+    np.testing.assert_allclose(got, out + w[rows[:n_rows]].sum(axis=0), rtol=1e-12)
+    out = rng.standard_normal(12)
+    got = out.copy()
+    kernels.add_row_products(w, rows, n_rows, vector, got)
+    want = out.copy()
+    want[rows[:n_rows]] += w[rows[:n_rows]] @ vector
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
 def test_surrogate_is_eq4():
     """∂z/∂V = d·max(1 − |(V − B)/B|, 0): 0 far from B, d at B, linear in between, 0 while refractory."""
-    threshold = np.full(7, 0.05)
-    v = np.array([-0.2, 0.0, 0.025, 0.05, 0.06, 0.1, 0.3])
-    out = np.empty(7)
-    kernels.surrogate_derivative(v, threshold, np.ones(7), DAMPENING, out)
-    np.testing.assert_allclose(out, [0, 0, 0.15, 0.3, 0.24, 0, 0], atol=1e-15)
-    kernels.surrogate_derivative(v, threshold, np.zeros(7), DAMPENING, out)
-    np.testing.assert_array_equal(out, 0)
+    v = [-0.2, 0.0, 0.025, 0.05, 0.06, 0.1, 0.3]
+    got = [kernels.surrogate_derivative(value, 0.05, True, DAMPENING) for value in v]
+    np.testing.assert_allclose(got, [0, 0, 0.15, 0.3, 0.24, 0, 0], atol=1e-15)
+    assert all(kernels.surrogate_derivative(value, 0.05, False, DAMPENING) == 0 for value in v)
 
 
 def test_one_neuron_one_step_gradient_is_the_surrogate():
@@ -132,8 +171,9 @@ def test_one_neuron_one_step_gradient_is_the_surrogate():
 
 def test_float32_stays_float32():
     x, w_in, w_rec = (a.astype(np.float32) for a in spiking_problem(2, 6, 2, 8, seed=0))
-    states = kernels.lsnn_forward(x, w_in, w_rec, *(np.float32(c) for c in (RHO_V, RHO_B, B0, BETA)), 2)
-    assert all(s.dtype == np.float32 for s in states)
-    grads = kernels.lsnn_backward(np.ones_like(states[2]), x, w_in, w_rec, *states,
-                                  *(np.float32(c) for c in (RHO_V, RHO_B, BETA, DAMPENING)), 1)
+    states = kernels.lsnn_forward(x, w_in, w_rec, *(np.float32(c) for c in (RHO_V, RHO_B, B0, BETA, DAMPENING)), 2,
+                                  keep_v=True)
+    assert [s.dtype for s in states] == [np.float32, np.float32, bool, np.float32, np.float32]
+    grads = kernels.lsnn_backward(np.ones(states.spikes.shape, np.float32), x, w_in, w_rec, states.threshold,
+                                  states.spikes, states.surrogate, *(np.float32(c) for c in (RHO_V, RHO_B, BETA)), 1)
     assert all(g.dtype == np.float32 for g in grads)

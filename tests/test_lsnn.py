@@ -33,10 +33,13 @@ def assert_close(got, want, name):
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-9 * np.abs(want).max(), err_msg=name)
 
 
-@pytest.mark.parametrize("n_batch, n_steps, n_inputs, n_hidden, refractory",
-                         [(1, 11, 1, 7, 2), (3, 25, 3, 17, 2), (4, 40, 2, 33, 3), (2, 30, 5, 9, 0)])
-def test_fused_path_equals_reference_path(n_batch, n_steps, n_inputs, n_hidden, refractory):
+@pytest.mark.parametrize("n_batch, n_steps, n_inputs, n_hidden, refractory, event_driven",
+                         [(1, 11, 1, 7, 2, True), (3, 25, 3, 17, 2, True), (4, 40, 2, 33, 3, True),
+                          (2, 30, 5, 9, 0, True), (5, 17, 2, 13, 2, True), (5, 17, 2, 13, 2, False)])
+def test_fused_path_equals_reference_path(n_batch, n_steps, n_inputs, n_hidden, refractory, event_driven):
+    """Odd batches too: the backward kernel splits the batch between the threads (5 samples, 2 threads: 3 + 2)."""
     model = make_model(n_inputs, n_hidden, refractory=refractory)
+    model.event_driven = event_driven
     x = spiking_inputs(n_batch, n_steps, n_inputs)
     labels = np.arange(n_batch) % 3
     fused = loss_and_gradients(model, x, labels, "fused")

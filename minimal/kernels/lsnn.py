@@ -17,15 +17,40 @@ neurons that spiked at t − 1, and in the backward pass only those rows of the 
 `event_driven=False` the same kernels do the dense work instead (multiply by the zeros); the benchmark measures
 both, and the model uses the event-driven version.
 
-The input projection x_t W_in is done inside the kernels too, although it could be one BLAS matmul for all t.
-For the ECG's two inputs it is tiny (N·T·C_in·H = 5·10⁶ multiply-adds at batch 100), but a BLAS call wakes
-OpenBLAS's worker threads, which then busy-wait for a while and take the two cores away from the numba threads
-that run next: measured, that doubled the time of a training step.
+What the forward pass saves for the backward pass, and how (each measured on the 2-core test machine):
+- ψ_t = ∂z_t/∂V_t, the surrogate derivative of Eq. 4 (0 while refractory), computed where V_t, B_t and m_t are at
+  hand; with B_t and z_t, that is all the backward pass needs. V_t is written only on request (keep_v, for plots).
+- z_t as bool, 1 byte instead of 4, and the rates r = mean_t z_t, which is what the LSNN's readout uses.
+- STORED BACKWARDS IN TIME. The backward pass walks time backwards, reading B, z and ψ (~22 MB at batch 100),
+  mostly from main memory. The CPU prefetches a stream of increasing addresses well ahead, a decreasing one
+  poorly: reading row t − 1 after row t was measured 2.3x slower than the other way round. So the forward pass
+  stores step t in row T − 1 − t, and the backward pass reads increasing addresses. The forward's writes now go
+  the unfavourable way, which costs less: measured on one core, the backward pass 5 ms faster, the forward pass
+  2.3 ms slower. (Staging blocks of rows to write or read them in increasing order was slower still.)
+  lsnn_forward returns the arrays as time-ordered views (a[:, ::-1], no copy), so callers never see this.
 
-The Python wrappers (lsnn_forward, lsnn_backward) allocate the big arrays with NumPy and the numba kernels only fill
-them. NumPy asks Linux for huge pages for large arrays; on the VM where this was measured, numba's own allocation
-page-faulted ~2500 times per fresh 10 MB array (~6 ms), NumPy's about 500 times.
+Speed notes (batch 100, 256 neurons, 100 steps, float32, one core unless stated; see also conv.py):
+- The backward pass's biggest cost is the product W_rec dI_{t+1} (below) in the ~23 % of rows where ψ_t ≠ 0:
+  1.5·10⁸ multiply-adds per pass. `add_row_products` does them four rows at a time, at 14-20 multiply-adds per
+  ns, about what the CPU's level-2 cache can deliver of W_rec (256 KB): ~10 ms. The dense alternative, one BLAS
+  product per time step over the whole batch, is 6.5·10⁸ multiply-adds: ~15 ms. Likewise the W_rec gradient as
+  one BLAS product over all (n, t) at the end (z_{t−1}ᵀ dI_t summed over n and t, a (256 × 10⁴)·(10⁴ × 256)
+  product) takes ~15 ms, against ~5 ms for adding dI_t to the rows of the ~6 % of neurons that spiked.
+- The input projection x_t W_in is done inside the kernels too, although it could be one BLAS matmul for all t.
+  For the ECG's two inputs it is tiny (N·T·C_in·H = 5·10⁶ multiply-adds at batch 100), but a BLAS call wakes
+  OpenBLAS's worker threads, which then busy-wait for a while and take the two cores away from the numba threads
+  that run next: measured, that doubled the time of a training step.
+- `error_model="numpy"`: numba otherwise follows Python and checks every division for a zero divisor (to raise
+  ZeroDivisionError), and that check stops the loop computing ψ from using SIMD instructions (5x slower).
+- In loops meant for SIMD instructions, `a if c else b` is fine (it becomes a select), but an `if` statement around
+  a store is not, even one that is the same for every element: `if keep_v: v_t[j] = …` made the forward pass 10 %
+  slower. So forward_kernel writes V_t somewhere harmless when it is not wanted (see v_trace there).
+- The Python wrappers (lsnn_forward, lsnn_backward) allocate the big arrays with NumPy and the numba kernels only
+  fill them. NumPy asks Linux for huge pages for large arrays; on the VM where this was measured, numba's own
+  allocation page-faulted ~2500 times per fresh 10 MB array (~6 ms), NumPy's about 500 times.
 """
+from typing import NamedTuple
+
 import numpy as np
 from numba import njit, prange
 
@@ -33,18 +58,18 @@ from numba import njit, prange
 # and comparisons as plain instructions (nnan, ninf, nsz: assume no NaN or inf, ignore the sign of zero).
 # Results change in the last bits only; the kernels' loops vectorise, and run several times faster.
 FAST_MATH = {"nnan", "ninf", "nsz", "reassoc", "contract"}
+KERNEL = dict(cache=True, fastmath=FAST_MATH, error_model="numpy")
 
 
-@njit(cache=True, fastmath=FAST_MATH)
-def surrogate_derivative(v, threshold, allowed, dampening, out):
-    """Eq. 4 for one row of neurons: out = m · d · max(1 − |(V − B)/B|, 0), a triangle of height d around the
-    threshold B, and 0 where the neuron is refractory (m = 0). Written in the arrays' dtype so it vectorises."""
-    zero, one = out.dtype.type(0), out.dtype.type(1)
-    for k in range(out.shape[0]):
-        out[k] = allowed[k] * dampening * max(one - abs((v[k] - threshold[k]) / threshold[k]), zero)
+@njit(**KERNEL)
+def surrogate_derivative(v, threshold, allowed, dampening):
+    """Eq. 4 for one neuron: ψ = d · max(1 − |(V − B)/B|, 0), a triangle of height d around the threshold B,
+    and 0 where the neuron is refractory (allowed = m_t is False). Computed in v's dtype (float32 stays float32)."""
+    zero, one = type(v)(0), type(v)(1)
+    return dampening * max(one - abs((v - threshold) / threshold), zero) if allowed else zero
 
 
-@njit(cache=True)
+@njit(**KERNEL)
 def active_indices(values, out):
     """Write the positions of the non-zero entries of `values` into `out` and return how many there are."""
     count = 0
@@ -54,26 +79,91 @@ def active_indices(values, out):
     return count
 
 
-def lsnn_forward(x, w_in, w_rec, rho_v, rho_b, b0, beta, refractory, event_driven=True):
+@njit(**KERNEL)
+def add_rows(w, rows, n_rows, out):
+    """out += Σ_a w[rows[a]] over a < n_rows. Four rows at a time: each pass over `out` reads and writes it once
+    for four rows instead of four times."""
+    a = 0
+    while a + 4 <= n_rows:
+        k0, k1, k2, k3 = rows[a], rows[a + 1], rows[a + 2], rows[a + 3]
+        for j in range(out.shape[0]):
+            out[j] += (w[k0, j] + w[k1, j]) + (w[k2, j] + w[k3, j])
+        a += 4
+    for b in range(a, n_rows):
+        k = rows[b]
+        for j in range(out.shape[0]):
+            out[j] += w[k, j]
+
+
+@njit(**KERNEL)
+def add_row_products(w, rows, n_rows, vector, out):
+    """out[k] += w[k] · vector for k in rows[:n_rows]. Four rows at a time: the four dot products share each load
+    of `vector`, and their four sums are independent, so the CPU can overlap them."""
+    zero = vector.dtype.type(0)
+    a = 0
+    while a + 4 <= n_rows:
+        k0, k1, k2, k3 = rows[a], rows[a + 1], rows[a + 2], rows[a + 3]
+        s0 = s1 = s2 = s3 = zero
+        for j in range(vector.shape[0]):
+            s0 += w[k0, j] * vector[j]
+            s1 += w[k1, j] * vector[j]
+            s2 += w[k2, j] * vector[j]
+            s3 += w[k3, j] * vector[j]
+        out[k0] += s0
+        out[k1] += s1
+        out[k2] += s2
+        out[k3] += s3
+        a += 4
+    for b in range(a, n_rows):
+        k = rows[b]
+        s = zero
+        for j in range(vector.shape[0]):
+            s += w[k, j] * vector[j]
+        out[k] += s
+
+
+class ForwardStates(NamedTuple):
+    """What lsnn_forward returns. The (N, T, H) arrays are in time order (views of arrays stored last step first,
+    see STORED BACKWARDS IN TIME)."""
+    v: np.ndarray           # V_t, or None unless asked for (keep_v): the backward pass does not need it
+    threshold: np.ndarray   # B_t
+    spikes: np.ndarray      # z_t, bool (1 byte per spike instead of 4)
+    surrogate: np.ndarray   # ψ_t = ∂z_t/∂V_t (Eq. 4)
+    rates: np.ndarray       # (N, H) firing rates r = mean_t z_t
+
+
+def lsnn_forward(x, w_in, w_rec, rho_v, rho_b, b0, beta, dampening, refractory, event_driven=True, keep_v=False):
     """Run the LSNN over time for every sample (in parallel over the batch). All arrays of one float dtype.
 
     x     : (N, T, C_in) inputs
     w_in  : (C_in, H)    input weights
     w_rec : (H, H)       recurrent weights (zero diagonal), row k = the synapses leaving neuron k
-    Returns (v, threshold, spikes, allowed), each (N, T, H): V_t, B_t, z_t and the refractory mask m_t (0 or 1).
+    Returns ForwardStates (v, threshold, spikes, surrogate, rates); V_t only if keep_v (not writing it saves time).
     """
-    shape = (x.shape[0], x.shape[1], w_rec.shape[0])
-    states = tuple(np.empty(shape, x.dtype) for _ in range(4))
-    forward_kernel(x, w_in, w_rec, rho_v, rho_b, b0, beta, refractory, event_driven, *states)
-    return states
+    n_batch, n_steps, n_hidden = x.shape[0], x.shape[1], w_rec.shape[0]
+    v_trace = np.empty((n_batch, n_steps if keep_v else 1, n_hidden), x.dtype)
+    threshold, surrogate = (np.empty((n_batch, n_steps, n_hidden), x.dtype) for _ in range(2))
+    spikes = np.empty((n_batch, n_steps, n_hidden), np.bool_)
+    rates = np.empty((n_batch, n_hidden), x.dtype)
+    forward_kernel(x, w_in, w_rec, rho_v, rho_b, b0, beta, dampening, refractory, event_driven,
+                   v_trace, threshold, spikes, surrogate, rates)
+    return ForwardStates(time_reversed(v_trace) if keep_v else None, time_reversed(threshold), time_reversed(spikes),
+                         time_reversed(surrogate), rates)
 
 
-@njit(cache=True, parallel=True, fastmath=FAST_MATH)
-def forward_kernel(x, w_in, w_rec, rho_v, rho_b, b0, beta, refractory, event_driven,
-                   v_trace, threshold, spikes, allowed):
-    """lsnn_forward's loops; fills v_trace, threshold, spikes and allowed."""
+def time_reversed(a):
+    """a[:, ::-1] for arrays (N, T, …): a view, no copy; for the view lsnn_forward returns, the stored array."""
+    return a[:, ::-1]
+
+
+@njit(parallel=True, **KERNEL)
+def forward_kernel(x, w_in, w_rec, rho_v, rho_b, b0, beta, dampening, refractory, event_driven,
+                   v_trace, threshold, spikes, surrogate, rates):
+    """lsnn_forward's loops; fills threshold, spikes, surrogate and v_trace, step t in row T − 1 − t, and rates.
+    A v_trace with one time row instead of T keeps only the last V (cheaper than an `if` in the loop)."""
     n_batch, n_steps, n_inputs = x.shape
     n_hidden = w_rec.shape[0]
+    keep_v = v_trace.shape[1] == n_steps
     zero, one = x.dtype.type(0), x.dtype.type(1)    # Python 0 and 1 would turn float32 maths into float64 (no SIMD)
     refractory = x.dtype.type(refractory)           # steps are counted in the data's dtype too (exact, and SIMD)
     for n in prange(n_batch):
@@ -85,33 +175,38 @@ def forward_kernel(x, w_in, w_rec, rho_v, rho_b, b0, beta, refractory, event_dri
         refractory_left = np.zeros(n_hidden, x.dtype)
         spiked = np.empty(n_hidden, np.int64)
         n_spiked = 0                                # the neurons with z_{t−1} = 1 are spiked[:n_spiked]
+        spike_count = rates[n]                      # Σ_t z_t, divided by T at the end
+        spike_count[:] = 0
         for t in range(n_steps):
             synaptic[:] = 0
             for c in range(n_inputs):
                 for j in range(n_hidden):
                     synaptic[j] += x[n, t, c] * w_in[c, j]
             if event_driven:                        # z_{t−1} W_rec = the rows of the neurons that spiked
-                for a in range(n_spiked):
-                    k = spiked[a]
-                    for j in range(n_hidden):
-                        synaptic[j] += w_rec[k, j]
+                add_rows(w_rec, spiked, n_spiked, synaptic)
             else:
                 for k in range(n_hidden):
                     for j in range(n_hidden):
                         synaptic[j] += z[k] * w_rec[k, j]
+            row = n_steps - 1 - t                   # stored backwards in time (see STORED BACKWARDS IN TIME)
+            v_t = v_trace[n, row if keep_v else 0]  # not kept: one row that every step overwrites
+            threshold_t, z_t, psi_t = threshold[n, row], spikes[n, row], surrogate[n, row]
             for j in range(n_hidden):
                 v[j] = rho_v * v[j] + (one - rho_v) * synaptic[j] - z[j] * threshold_now[j]
                 b[j] = rho_b * b[j] + (one - rho_b) * z[j]
                 threshold_now[j] = b0 + beta * b[j]
-                is_allowed = refractory_left[j] == zero
-                fires = is_allowed & (v[j] > threshold_now[j])
+                allowed = refractory_left[j] == zero
+                fires = allowed & (v[j] > threshold_now[j])
                 z[j] = fires
                 refractory_left[j] = refractory if fires else max(refractory_left[j] - one, zero)
-                v_trace[n, t, j] = v[j]
-                threshold[n, t, j] = threshold_now[j]
-                spikes[n, t, j] = z[j]
-                allowed[n, t, j] = is_allowed
+                v_t[j] = v[j]
+                threshold_t[j] = threshold_now[j]
+                z_t[j] = fires
+                psi_t[j] = surrogate_derivative(v[j], threshold_now[j], allowed, dampening)
+            for j in range(n_hidden):
+                spike_count[j] += z[j]
             n_spiked = active_indices(z, spiked)
+        spike_count /= x.dtype.type(n_steps)        # now r = mean_t z_t
 
 
 # BPTT (backpropagation through time) by hand.
@@ -125,8 +220,8 @@ def forward_kernel(x, w_in, w_rec, rho_v, rho_b, b0, beta, refractory, event_dri
 #   dz_t = e_t + (1 − ρ_V) (W_rec dV_{t+1})_k        z_t enters V_{t+1} through the recurrent input …
 #              − B_t dV_{t+1}                        … and through the reset − z_t B_t,
 #              + (1 − ρ_b) db_{t+1}                  and the adaptation b_{t+1}.
-#   ψ_t  = m_t · d · max(1 − |(V_t − B_t)/B_t|, 0)   the surrogate ∂z_t/∂V_t (Eq. 4), 0 while refractory;
-#                                                    z_t depends on V_t − B_t only, so ∂z_t/∂B_t = −ψ_t.
+#   ψ_t  = ∂z_t/∂V_t                                 the surrogate (Eq. 4, saved by the forward pass), 0 while
+#                                                    refractory; z_t depends on V_t − B_t only: ∂z_t/∂B_t = −ψ_t.
 #   dB_t = −z_t dV_{t+1}                             B_t enters V_{t+1} through the reset − z_t B_t …
 #          − ψ_t dz_t                                … and z_t through the surrogate.
 #   dV_t = ρ_V dV_{t+1} + ψ_t dz_t
@@ -141,13 +236,13 @@ def forward_kernel(x, w_in, w_rec, rho_v, rho_b, b0, beta, refractory, event_dri
 #
 # (the recurrent term of dz_t above is (1 − ρ_V) W_rec dV_{t+1} = W_rec dI_{t+1}).
 #
-# Event-driven savings: dz_t is only ever used multiplied by ψ_t, so the matrix-vector product W_rec dV_{t+1}
+# Event-driven savings: dz_t is only ever used multiplied by ψ_t, so the matrix-vector product W_rec dI_{t+1}
 # (H² work per step) is needed only in the rows k whose surrogate is non-zero (V within B of the threshold), and
 # the W_rec gradient only in the rows of neurons that spiked at t − 1.
-def lsnn_backward(grad_spikes, x, w_in, w_rec, v_trace, threshold, spikes, allowed, rho_v, rho_b, beta, dampening,
-                  n_chunks, event_driven=True):
+def lsnn_backward(grad_spikes, x, w_in, w_rec, threshold, spikes, surrogate, rho_v, rho_b, beta, n_chunks,
+                  event_driven=True):
     """Gradients of the loss w.r.t. x (N, T, C_in), W_in (C_in, H) and W_rec (H, H), given grad_spikes = ∂E/∂z
-    and the states saved by lsnn_forward.
+    (N, T, H; any strides, e.g. a gradient broadcast over time) and the states saved by lsnn_forward (spikes: bool).
 
     The batch is split into `n_chunks` interleaved chunks processed in parallel; each accumulates its own weight
     gradients (no two threads write the same memory), and the chunks are summed at the end.
@@ -155,71 +250,64 @@ def lsnn_backward(grad_spikes, x, w_in, w_rec, v_trace, threshold, spikes, allow
     grad_x = np.empty_like(x)
     grad_w_in_chunks = np.zeros((n_chunks,) + w_in.shape, x.dtype)
     grad_w_rec_chunks = np.zeros((n_chunks,) + w_rec.shape, x.dtype)
-    backward_kernel(grad_spikes, x, w_in, w_rec, v_trace, threshold, spikes, allowed, rho_v, rho_b, beta, dampening,
-                    event_driven, grad_x, grad_w_in_chunks, grad_w_rec_chunks)
+    # the arrays as lsnn_forward stored them, last step first (for its own outputs this is no copy)
+    stored = tuple(np.ascontiguousarray(time_reversed(a)) for a in (threshold, spikes, surrogate))
+    backward_kernel(grad_spikes, x, w_in, w_rec, *stored, rho_v, rho_b, beta, event_driven,
+                    grad_x, grad_w_in_chunks, grad_w_rec_chunks)
     return grad_x, grad_w_in_chunks.sum(axis=0), grad_w_rec_chunks.sum(axis=0)
 
 
-@njit(cache=True, parallel=True, fastmath=FAST_MATH)
-def backward_kernel(grad_spikes, x, w_in, w_rec, v_trace, threshold, spikes, allowed, rho_v, rho_b, beta, dampening,
-                    event_driven, grad_x, grad_w_in_chunks, grad_w_rec_chunks):
-    """lsnn_backward's loops; fills grad_x and each chunk's weight gradients."""
+@njit(parallel=True, **KERNEL)
+def backward_kernel(grad_spikes, x, w_in, w_rec, threshold, spikes, surrogate, rho_v, rho_b, beta, event_driven,
+                    grad_x, grad_w_in_chunks, grad_w_rec_chunks):
+    """lsnn_backward's loops; fills grad_x and each chunk's weight gradients. threshold, spikes and surrogate hold
+    step t in row T − 1 − t, as lsnn_forward stores them."""
     n_batch, n_steps, n_hidden = spikes.shape
     n_inputs = x.shape[2]
     n_chunks = grad_w_rec_chunks.shape[0]
     zero, one = x.dtype.type(0), x.dtype.type(1)    # Python 0 and 1 would turn float32 maths into float64
     for chunk in prange(n_chunks):
-        dv_next = np.zeros(n_hidden, x.dtype)       # dV_{t+1}
-        dv = np.zeros(n_hidden, x.dtype)            # dV_t
-        db = np.zeros(n_hidden, x.dtype)            # db_{t+1}, then db_t (updated in place)
-        d_input = np.zeros(n_hidden, x.dtype)       # dI_{t+1}, then dI_t = (1 − ρ_V) dV_t (updated in place)
-        psi = np.empty(n_hidden, x.dtype)           # ψ_t
-        psi_dz = np.empty(n_hidden, x.dtype)        # ψ_t dz_t
+        dv = np.zeros(n_hidden, x.dtype)            # dV_{t+1}, then dV_t (updated in place)
+        db = np.zeros(n_hidden, x.dtype)            # db_{t+1}, then db_t
+        d_input = np.zeros(n_hidden, x.dtype)       # dI_{t+1} = (1 − ρ_V) dV_{t+1}, then dI_t
+        dz = np.empty(n_hidden, x.dtype)            # dz_t
         support = np.arange(n_hidden)               # the neurons with ψ_t ≠ 0 are support[:n_support]
-        spiked = np.empty(n_hidden, np.int64)
+        spiked = np.arange(n_hidden)                # the neurons with z_{t−1} = 1 are spiked[:n_spiked]
+        grad_w_in = grad_w_in_chunks[chunk]
+        grad_w_rec = grad_w_rec_chunks[chunk]
         for n in range(chunk, n_batch, n_chunks):
-            dv_next[:] = 0
+            dv[:] = 0
             db[:] = 0
             d_input[:] = 0
             for t in range(n_steps - 1, -1, -1):
-                surrogate_derivative(v_trace[n, t], threshold[n, t], allowed[n, t], dampening, psi)
-                psi_dz[:] = 0
-                n_support = active_indices(psi, support) if event_driven else n_hidden
-                for a in range(n_support):
-                    k = support[a]
-                    recurrent = zero                          # (1 − ρ_V)(W_rec dV_{t+1})_k = (W_rec dI_{t+1})_k
-                    for j in range(n_hidden):
-                        recurrent += w_rec[k, j] * d_input[j]
-                    dz = grad_spikes[n, t, k] + recurrent - threshold[n, t, k] * dv_next[k] + (one - rho_b) * db[k]
-                    psi_dz[k] = psi[k] * dz
-                for k in range(n_hidden):
-                    d_threshold = -spikes[n, t, k] * dv_next[k] - psi_dz[k]
-                    dv[k] = rho_v * dv_next[k] + psi_dz[k]
-                    db[k] = rho_b * db[k] + beta * d_threshold
+                row = n_steps - 1 - t                           # t goes down, the rows read go up
+                e_t = grad_spikes[n, t]
+                threshold_t, z_t, psi_t = threshold[n, row], spikes[n, row], surrogate[n, row]
+                for k in range(n_hidden):                       # dz_t without its recurrent term …
+                    dz[k] = e_t[k] - threshold_t[k] * dv[k] + (one - rho_b) * db[k]
+                n_support = active_indices(psi_t, support) if event_driven else n_hidden
+                add_row_products(w_rec, support, n_support, d_input, dz)   # … + (W_rec dI_{t+1})_k where ψ_t ≠ 0
+                for k in range(n_hidden):                       # dV_t, db_t, dI_t from dV_{t+1}, db_{t+1}
+                    psi_dz = psi_t[k] * dz[k]                   # ψ_t dz_t
+                    db[k] = rho_b * db[k] - beta * ((dv[k] if z_t[k] else zero) + psi_dz)  # ρ_b db_{t+1} + β dB_t
+                    dv[k] = rho_v * dv[k] + psi_dz
                     d_input[k] = (one - rho_v) * dv[k]
-                for c in range(n_inputs):                     # dx_t = dI_t W_inᵀ, dW_in += x_tᵀ dI_t
+                for c in range(n_inputs):                       # dx_t = dI_t W_inᵀ, dW_in += x_tᵀ dI_t
                     projected = zero
                     for k in range(n_hidden):
                         projected += w_in[c, k] * d_input[k]
-                        grad_w_in_chunks[chunk, c, k] += x[n, t, c] * d_input[k]
+                        grad_w_in[c, k] += x[n, t, c] * d_input[k]
                     grad_x[n, t, c] = projected
-                if t > 0:                                     # dW_rec += z_{t−1}ᵀ dI_t
-                    add_spike_outer_product(grad_w_rec_chunks[chunk], spikes[n, t - 1], d_input, spiked,
-                                            event_driven)
-                dv, dv_next = dv_next, dv
-
-
-@njit(cache=True, fastmath=FAST_MATH)
-def add_spike_outer_product(grad_w, z, d_input, spiked, event_driven):
-    """grad_w += zᵀ d_input: for a binary z, add d_input to the rows of the neurons that spiked."""
-    n_hidden = z.shape[0]
-    if event_driven:
-        n_spiked = active_indices(z, spiked)
-        for a in range(n_spiked):
-            k = spiked[a]
-            for j in range(n_hidden):
-                grad_w[k, j] += d_input[j]
-    else:
-        for k in range(n_hidden):
-            for j in range(n_hidden):
-                grad_w[k, j] += z[k] * d_input[j]
+                if t > 0:                                       # dW_rec += z_{t−1}ᵀ dI_t
+                    z_before = spikes[n, row + 1]               # z_{t−1}
+                    if event_driven:                            # dI_t added to the rows of the neurons that spiked
+                        n_spiked = active_indices(z_before, spiked)
+                        for a in range(n_spiked):
+                            k = spiked[a]
+                            for j in range(n_hidden):
+                                grad_w_rec[k, j] += d_input[j]
+                    else:
+                        for k in range(n_hidden):
+                            spike = one if z_before[k] else zero
+                            for j in range(n_hidden):
+                                grad_w_rec[k, j] += spike * d_input[j]

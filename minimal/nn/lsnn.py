@@ -21,8 +21,8 @@ Two implementations of the same recurrence, tested equal (values and every gradi
   path="reference"  step by step, the version to read next to Eq. 3. Written with `functional` (F): with Tensors
                     it is composed of autodiff ops (backward = the engine); with Intervals (minimal/interval.py)
                     the same lines bound the spikes of every network in a weight box (IBP).
-  path="fused"      one op: a numba kernel over time and a hand-written BPTT kernel (minimal/kernels/lsnn.py);
-                    the default, for training. Points only.
+  path="fused"      one op from the inputs to the rates r: a numba kernel over time and a hand-written BPTT
+                    kernel (minimal/kernels/lsnn.py); the default, for training. Points only.
 
 `forward(x, params)` reads every weight from `params` (name -> tensor), so the attack can run the model at Θ*
 and the mismatch sampler at Θ·(1 + ζN) without touching the model's own parameters.
@@ -86,12 +86,11 @@ class LSNN(Module):
             if F.has_interval(x, *p.values()):
                 raise ValueError("the fused LSNN kernel computes with points only; use path='reference' for "
                                  "Interval inputs or parameters")
-            spikes = self.fused_spikes(x, p["w_in"], w_rec)
+            rates = self.fused_rates(x, p["w_in"], w_rec)
         elif path == "reference":
-            spikes = self.reference_spikes(x, p["w_in"], w_rec)
+            rates = F.mean(self.reference_spikes(x, p["w_in"], w_rec), axis=1)
         else:
             raise ValueError(f"unknown LSNN path {path!r}; choose 'fused' or 'reference'")
-        rates = F.mean(spikes, axis=1)
         logits = F.linear(rates, p["w_out"], p["b_out"])
         return (logits, firing_rate_loss(rates)) if return_rate_loss else logits
 
@@ -153,29 +152,35 @@ class LSNN(Module):
         return F.concatenate(spikes, axis=1)
 
     # ------------------------------------------------------------------------------------------- fused path
-    def fused_spikes(self, x, w_in, w_rec):
-        """The same spikes from one op: the numba forward kernel, and the BPTT kernel as its backward."""
+    def fused_rates(self, x, w_in, w_rec):
+        """The firing rates r = mean_t z_t (N, H) from one op: the numba forward kernel (which also averages over
+        time), with the BPTT kernel as its backward. The average is part of the op so that its gradient
+        ∂E/∂z_t = ∂E/∂r / T reaches the kernel as a broadcast view of ∂E/∂r (N, H). As separate ops (spikes, then
+        F.mean), the engine built that (N, T, H) gradient, 10 MB at batch 100, and in an order that took another
+        2 ms to make contiguous for the kernel."""
         x, w_in, w_rec = (ops.as_tensor(a) for a in (x, w_in, w_rec))
         arrays = contiguous_common_dtype(x.data, w_in.data, w_rec.data)
-        v, threshold, spikes, allowed = self.run_kernel(*arrays)
-        c = self.kernel_constants(spikes.dtype)
+        states = self.run_kernel(*arrays)
+        n_batch, n_steps, _ = states.spikes.shape
+        c = self.kernel_constants(states.threshold.dtype)
 
-        def backward(g):
-            n_chunks = min(numba.get_num_threads(), len(g))
+        def backward(grad_rates):                   # ∂E/∂z_t = ∂E/∂r / T for every t
+            grad_spikes = np.broadcast_to(grad_rates[:, None, :] / n_steps, states.spikes.shape)
+            n_chunks = min(numba.get_num_threads(), n_batch)
             grad_x, grad_w_in, grad_w_rec = kernels.lsnn_backward(
-                np.ascontiguousarray(g, dtype=spikes.dtype), *arrays, v, threshold, spikes, allowed,
-                c["rho_v"], c["rho_b"], c["beta"], c["dampening"], n_chunks, self.event_driven)
+                grad_spikes, *arrays, states.threshold, states.spikes, states.surrogate, c["rho_v"], c["rho_b"],
+                c["beta"], n_chunks, self.event_driven)
             accumulate_grad(x, grad_x)
             accumulate_grad(w_in, grad_w_in)
             accumulate_grad(w_rec, grad_w_rec)
-        return Tensor.from_op(spikes, (x, w_in, w_rec), backward)
+        return Tensor.from_op(states.rates, (x, w_in, w_rec), backward)
 
-    def run_kernel(self, x, w_in, w_rec):
-        """The forward kernel on arrays: (V, B, z, refractory mask m), each (N, T, H)."""
+    def run_kernel(self, x, w_in, w_rec, keep_v=False):
+        """The forward kernel on arrays: kernels.ForwardStates (V if keep_v, B, z, ψ = ∂z/∂V, the rates r)."""
         x, w_in, w_rec = contiguous_common_dtype(x, w_in, w_rec)
         c = self.kernel_constants(x.dtype)
-        return kernels.lsnn_forward(x, w_in, w_rec, c["rho_v"], c["rho_b"], c["b0"], c["beta"], self.refractory,
-                                    self.event_driven)
+        return kernels.lsnn_forward(x, w_in, w_rec, c["rho_v"], c["rho_b"], c["b0"], c["beta"], c["dampening"],
+                                    self.refractory, self.event_driven, keep_v)
 
     def kernel_constants(self, dtype):
         """ρ_V, ρ_b, b0, β, d as scalars of the data's dtype (so float32 arrays stay float32 inside the kernels)."""
@@ -189,8 +194,8 @@ class LSNN(Module):
         histogram of V relative to B (Fig. S10). No gradient is built."""
         p = {name: getattr(value, "data", value) for name, value in self.checked_parameters(params).items()}
         x = self.checked_input(getattr(x, "data", x)).data
-        v, threshold, spikes, _ = self.run_kernel(x, p["w_in"], p["w_rec"] * self.off_diagonal)
-        return {"v": v, "threshold": threshold, "spikes": spikes}
+        states = self.run_kernel(x, p["w_in"], p["w_rec"] * self.off_diagonal, keep_v=True)
+        return {"v": states.v, "threshold": states.threshold, "spikes": states.spikes.astype(states.v.dtype)}
 
 
 def firing_rate_loss(rates, strength=RATE_REGULARISATION, target=TARGET_RATE):
