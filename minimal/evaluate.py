@@ -172,13 +172,14 @@ def run_mismatch(args):
         {"zeta": zeta, **summaries[checkpoint.label][zeta], "seconds_per_draw": cell["seconds_per_draw"],
          "accuracies": cell["accuracies"].tolist()} for zeta, cell in cells[checkpoint.label].items()]}
         for checkpoint in checkpoints]
-    write_outputs(args.out, "mismatch", rows, {"figure": "Table 1, Fig. 2", "noise": args.noise,
+    write_outputs(args.out, "mismatch", rows, {"figure": NOISE_FIGURES[args.noise], "noise": args.noise,
                                                "split": args.split, "draws": args.draws,
                                                "seed": args.seed, "zetas": args.zetas, "checkpoints": results})
     accuracies = {label: {zeta: cell["accuracies"] for zeta, cell in row.items()} for label, row in cells.items()}
     plots.plot_mismatch_boxes(accuracies, os.path.join(args.out, "mismatch.png"))
 
 
+NOISE_FIGURES = {"relative": "Table 1, Fig. 2", "constant": "Fig. S4", "layer_max": "Fig. 5"}
 NOISE_DESCRIPTIONS = {"relative": "mismatch Θ·(1 + ζN(0, 1))", "constant": "constant noise Θ + ζN(0, 1)",
                       "layer_max": "Gaussian noise Θ + ζ·max|Θ|·N(0, 1) per tensor"}
 
