@@ -176,7 +176,8 @@ def run_mismatch(args):
                                                "split": args.split, "draws": args.draws,
                                                "seed": args.seed, "zetas": args.zetas, "checkpoints": results})
     accuracies = {label: {zeta: cell["accuracies"] for zeta, cell in row.items()} for label, row in cells.items()}
-    plots.plot_mismatch_boxes(accuracies, os.path.join(args.out, "mismatch.png"))
+    plots.plot_mismatch_boxes(accuracies, os.path.join(args.out, "mismatch.png"),
+                              f"{NOISE_FIGURES[args.noise]}: test accuracy under {NOISE_DESCRIPTIONS[args.noise]}")
 
 
 NOISE_FIGURES = {"relative": "Table 1, Fig. 2", "constant": "Fig. S4", "layer_max": "Fig. 5"}

@@ -44,15 +44,16 @@ def new_axes(title, xlabel, ylabel, width=7.0, height=4.5):
 
 
 # ---------------------------------------------------------------------------------------------------- Fig. 2
-def plot_mismatch_boxes(table, path):
-    """Fig. 2: test accuracy (%) of every mismatch draw Θ·(1 + ζ·N(0, 1)), one box per checkpoint per ζ.
+def plot_mismatch_boxes(table, path, title="Fig. 2: test accuracy under mismatch Θ·(1 + ζ·N(0, 1))"):
+    """Fig. 2: test accuracy (%) of every mismatch draw Θ·(1 + ζ·N(0, 1)), one box per checkpoint per ζ (and
+    Fig. 5 / S4 for the other noise models, named in the title).
 
     table: label -> {ζ: accuracies of the draws (fractions)}. Boxes of one ζ stand side by side, one colour per
     checkpoint; the whiskers reach 1.5 box heights, points beyond are single draws (the bad chips).
     """
     labels = list(table)
     zetas = sorted({zeta for cells in table.values() for zeta in cells})
-    figure, axes = new_axes("Fig. 2: test accuracy under mismatch Θ·(1 + ζ·N(0, 1))", "mismatch level ζ",
+    figure, axes = new_axes(title, "noise level ζ",
                             "test accuracy (%)", width=max(7.0, 1.1 * len(zetas) * max(1, len(labels) / 2)))
     box_width = 0.8 / len(labels)
     for index, label in enumerate(labels):
