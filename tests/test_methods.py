@@ -148,3 +148,31 @@ def test_cnn_dropout_only_in_training_with_an_rng():
     plain = model(Tensor(x)).data
     assert not np.allclose(model(Tensor(x), rng=np.random.default_rng(0)).data, plain)
     np.testing.assert_array_equal(model.eval()(Tensor(x), rng=np.random.default_rng(0)).data, plain)
+
+
+@pytest.mark.parametrize("model_kind", ["cnn", "lsnn"])
+def test_beta_in_one_graph_equals_natural_plus_beta_times_the_robust_gradient(model_kind):
+    """beta shares one forward at Θ between L_nat, the attack's target and L_rob; the result must be the
+    gradient of L_nat plus β_rob times robustness_loss_and_gradient's, computed apart."""
+    from minimal.nn.lsnn import LSNN
+    from minimal.robust.attack import kl_objective, pga_attack
+    from minimal.robust.jacobian import robustness_loss_and_gradient
+    from minimal.robust.methods import natural_loss_and_gradients
+    from minimal.robust.mismatch import parameter_arrays
+    rng = np.random.default_rng(3)
+    if model_kind == "cnn":
+        model, x = tiny_cnn(), rng.standard_normal((6, 1, 10, 10))
+    else:
+        model, x = LSNN(rng, num_inputs=2, num_classes=3, num_hidden=12), 2 * rng.standard_normal((6, 15, 2))
+    for p in model.parameters():
+        p.data = p.data.astype(np.float64)
+    y = rng.integers(0, 3, 6)
+    config = {"beta_rob": 0.7, "attack_steps": 4}
+    loss, together = gradients_after(METHODS["beta"], model, x, y, seed=5, config=config)
+    natural_loss, natural = natural_loss_and_gradients(model, x, y, parameter_arrays(model))
+    result = pga_attack(model, x, kl_objective(model, x), np.random.default_rng(5), zeta=0.1, num_steps=4,
+                        epsilon=0.001)
+    robust_loss, robust = robustness_loss_and_gradient(model, x, result)
+    assert loss == pytest.approx(natural_loss + 0.7 * robust_loss, rel=1e-10)
+    for name in natural:
+        np.testing.assert_allclose(together[name], natural[name] + 0.7 * robust[name], rtol=1e-8, atol=1e-12)

@@ -58,7 +58,13 @@ def kl_objective(model, x):
     """Θ* ↦ KL(f(Θ, X) ‖ f(Θ*, X)): the training attack's objective, with f(Θ, X) a constant target."""
     with no_grad():
         logits_theta = model(Tensor(x))
-    return lambda logits_theta_star: kl_boundary_loss(logits_theta, logits_theta_star)
+    return kl_objective_towards(logits_theta)
+
+
+def kl_objective_towards(logits_theta):
+    """The same objective for f(Θ, X) already computed (its values only: the attack does not move Θ)."""
+    target = Tensor(getattr(logits_theta, "data", logits_theta))
+    return lambda logits_theta_star: kl_boundary_loss(target, logits_theta_star)
 
 
 def cross_entropy_objective(labels):

@@ -65,9 +65,12 @@ def robustness_loss_and_gradient(model, x, result):
     theta_star_tensors = {name: Tensor(value, requires_grad=True) for name, value in theta_star.items()}
     loss = kl_boundary_loss(model(Tensor(x), theta_tensors), model(Tensor(x), theta_star_tensors))
     loss.backward()
+    return loss.item(), gradient_through_the_attack(theta_tensors, theta_star_tensors, result)
+
+
+def gradient_through_the_attack(theta_tensors, theta_star_tensors, result):
+    """∇_Θ = ∂/∂Θ (direct) + J ⊙ ∂/∂Θ*, after one backward through a graph that used both Θ and Θ* = A(Θ).
+    theta_tensors, theta_star_tensors: name -> Tensor, every parameter; J = 1 where the attack left it alone."""
     jacobian = jacobian_diagonal(result)
-    gradient = {}
-    for name in theta:
-        chain = jacobian[name] if name in jacobian else 1.0
-        gradient[name] = gradient_of(theta_tensors[name]) + chain * gradient_of(theta_star_tensors[name])
-    return loss.item(), gradient
+    return {name: gradient_of(theta_tensors[name]) + jacobian.get(name, 1.0) * gradient_of(theta_star_tensors[name])
+            for name in theta_tensors}

@@ -21,9 +21,10 @@ paper), else METHOD_DEFAULTS.
 import numpy as np
 
 from ..autodiff import Tensor
-from .attack import cross_entropy_objective, gradient_of, kl_objective, pga_attack, tracked_parameters
-from .jacobian import robustness_loss_and_gradient
-from .losses import cross_entropy_loss
+from .attack import (cross_entropy_objective, gradient_of, kl_objective, kl_objective_towards, pga_attack,
+                     tracked_parameters)
+from .jacobian import gradient_through_the_attack, robustness_loss_and_gradient
+from .losses import cross_entropy_loss, kl_boundary_loss
 from .mismatch import NOISE_MODELS, parameter_arrays
 
 # ---------------------------------------------------------------------------------------------------- settings
@@ -116,12 +117,23 @@ def forward_noise(model, x, y, rng, config):
 
 def beta(model, x, y, rng, config):
     """The paper's method: L_gen = L_nat(Θ) + β_rob · L_rob(Θ, A(Θ)), Θ* = A(Θ) from Algorithm 1 on the KL
-    boundary loss, ∇_Θ L_rob through the diagonal Jacobian (jacobian.py)."""
+    boundary loss, ∇_Θ L_rob through the diagonal Jacobian (jacobian.py).
+
+    One forward pass at Θ serves three uses: L_nat, the attack's target f(Θ, X) and the first argument of L_rob;
+    one backward through it and the forward at Θ* gives the whole gradient. With the attack's N_steps passes that
+    is N_steps + 2 forward/backward passes per step, the algorithm's own count.
+    """
     settings = hyperparameters("beta", config)
-    natural_loss, natural_gradients = natural_loss_and_gradients(model, x, y, parameter_arrays(model))
-    robust_loss, robust_gradients = adversarial_robustness(model, x, rng, settings)
-    set_gradients(model, weighted_sum(natural_gradients, robust_gradients, settings["beta_rob"]))
-    return natural_loss + settings["beta_rob"] * robust_loss
+    theta = tracked_parameters(model, parameter_arrays(model))
+    logits, penalty = model.logits_and_penalty(Tensor(x), theta)
+    natural_loss = cross_entropy_loss(logits, y) + penalty
+    result = pga_attack(model, x, kl_objective_towards(logits), rng, zeta=settings["zeta_attack"],
+                        num_steps=settings["attack_steps"], epsilon=settings["attack_epsilon"])
+    theta_star = tracked_parameters(model, result.theta_star)
+    robust_loss = kl_boundary_loss(logits, model(Tensor(x), theta_star))
+    (natural_loss + settings["beta_rob"] * robust_loss).backward()
+    set_gradients(model, gradient_through_the_attack(theta, theta_star, result))
+    return natural_loss.item() + settings["beta_rob"] * robust_loss.item()
 
 
 def forward_noise_beta(model, x, y, rng, config):
