@@ -18,7 +18,8 @@ import os
 
 import numpy as np
 
-from minimal.data.common import DataNotFoundError, Split, TaskData, train_val_indices
+from minimal.data.common import (DataNotFoundError, Split, TaskData, first_folder_with, search_folders,
+                                 train_val_indices)
 
 FOLDER_NAME = "cifar-10-batches-bin"   # what the archive unpacks to, and the folder name we search for
 TRAIN_FILES = tuple(f"data_batch_{i}.bin" for i in range(1, 6))
@@ -36,34 +37,15 @@ HOW_TO_GET_IT = "download it with `python data_scripts/cifar10.py`"
 # ---------------------------------------------------------------------------------------------------------------
 
 def candidate_dirs(data_dir=None):
-    """The folders that may hold the six files, in the order we search them.
-
-    1. `data_dir` if given (its `cifar-10-batches-bin/` subfolder, or the folder itself),
-    2. `$MINIMAL_DATA/cifar-10-batches-bin/`, then `$MINIMAL_DATA` itself,
-    3. `~/.cache/minimal/cifar-10-batches-bin` (where `data_scripts/cifar10.py` puts them).
-    """
-    folders = []
-    if data_dir is not None:
-        folders += [os.path.join(os.fspath(data_dir), FOLDER_NAME), os.fspath(data_dir)]
-    if os.environ.get("MINIMAL_DATA"):
-        folders += [os.path.join(os.environ["MINIMAL_DATA"], FOLDER_NAME), os.environ["MINIMAL_DATA"]]
-    folders.append(os.path.expanduser(os.path.join("~", ".cache", "minimal", FOLDER_NAME)))
-    return folders
-
-
-def has_all_files(folder):
-    return all(os.path.isfile(os.path.join(folder, name)) for name in TRAIN_FILES + (TEST_FILE,))
+    """The folders that may hold the six files, in the order we search them: `data_dir` (its
+    `cifar-10-batches-bin/` subfolder, or the folder itself), `$MINIMAL_DATA` likewise, then
+    `~/.cache/minimal/cifar-10-batches-bin` (where `data_scripts/cifar10.py` puts them)."""
+    return search_folders(FOLDER_NAME, data_dir)
 
 
 def find_cifar10_dir(data_dir=None):
     """Return the first folder (see `candidate_dirs`) that holds all six files, else raise DataNotFoundError."""
-    folders = candidate_dirs(data_dir)
-    for folder in folders:
-        if has_all_files(folder):
-            return os.path.abspath(folder)
-    raise DataNotFoundError(
-        f"CIFAR-10 not found: none of {', '.join(folders)} holds all of {', '.join(TRAIN_FILES + (TEST_FILE,))}; "
-        f"{HOW_TO_GET_IT} (or set $MINIMAL_DATA to the folder that holds them).")
+    return first_folder_with(candidate_dirs(data_dir), TRAIN_FILES + (TEST_FILE,), "CIFAR-10", HOW_TO_GET_IT)
 
 
 # ---------------------------------------------------------------------------------------------------------------

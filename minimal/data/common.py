@@ -1,4 +1,5 @@
 """What every data loader returns, and the minibatch iterator the training loop uses."""
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -59,3 +60,24 @@ def fixed_subset(split: Split, count, seed=0):
         return split
     index = np.sort(np.random.default_rng(seed).choice(len(split), count, replace=False))
     return Split(split.x[index], split.y[index])
+
+
+def search_folders(subfolder, data_dir=None):
+    """Where a data set may be, in search order: `data_dir`/subfolder and `data_dir`, $MINIMAL_DATA/subfolder and
+    $MINIMAL_DATA, then ~/.cache/minimal/subfolder (where the download scripts put it)."""
+    folders = []
+    for base in (data_dir, os.environ.get("MINIMAL_DATA") or None):
+        if base is not None:
+            folders += [os.path.join(os.fspath(base), subfolder), os.fspath(base)]
+    folders.append(os.path.expanduser(os.path.join("~", ".cache", "minimal", subfolder)))
+    return folders
+
+
+def first_folder_with(folders, file_names, data_name, how_to_get_it):
+    """The first of `folders` that holds every file in `file_names`, else DataNotFoundError naming them all."""
+    for folder in folders:
+        if all(os.path.isfile(os.path.join(folder, name)) for name in file_names):
+            return os.path.abspath(folder)
+    raise DataNotFoundError(
+        f"{data_name} not found: none of {', '.join(folders)} holds all of {', '.join(file_names)}; "
+        f"{how_to_get_it} (or set $MINIMAL_DATA to the folder that holds them).")

@@ -19,7 +19,8 @@ import zlib
 
 import numpy as np
 
-from minimal.data.common import DataNotFoundError, Split, TaskData, train_val_indices
+from minimal.data.common import (DataNotFoundError, Split, TaskData, first_folder_with, search_folders,
+                                 train_val_indices)
 
 FILE_NAMES = {
     "train_images": "train-images-idx3-ubyte.gz",
@@ -46,21 +47,10 @@ HOW_TO_GET_IT = ("install it with `apt-get install dataset-fashion-mnist` "
 # ---------------------------------------------------------------------------------------------------------------
 
 def candidate_dirs(data_dir=None):
-    """The folders that may hold the four files, in the order we search them.
-
-    1. `data_dir` if given (the folder itself, or its `fashion-mnist/` subfolder),
-    2. `$MINIMAL_DATA/fashion-mnist/`, then `$MINIMAL_DATA` itself,
-    3. `~/.cache/minimal/fashion-mnist` (where `data_scripts/fmnist.py` downloads to),
-    4. the Debian package's folder `/usr/share/datasets/fashion-mnist`.
-    """
-    folders = []
-    if data_dir is not None:
-        folders += [os.path.join(os.fspath(data_dir), "fashion-mnist"), os.fspath(data_dir)]
-    if os.environ.get("MINIMAL_DATA"):
-        folders += [os.path.join(os.environ["MINIMAL_DATA"], "fashion-mnist"), os.environ["MINIMAL_DATA"]]
-    folders.append(os.path.expanduser(os.path.join("~", ".cache", "minimal", "fashion-mnist")))
-    folders.append(DEBIAN_DIR)
-    return folders
+    """The folders that may hold the four files, in the order we search them: `data_dir` (its `fashion-mnist/`
+    subfolder, or the folder itself), `$MINIMAL_DATA` likewise, `~/.cache/minimal/fashion-mnist` (where
+    `data_scripts/fmnist.py` downloads to), then the Debian package's folder `/usr/share/datasets/fashion-mnist`."""
+    return search_folders("fashion-mnist", data_dir) + [DEBIAN_DIR]
 
 
 def has_all_files(folder):
@@ -70,13 +60,7 @@ def has_all_files(folder):
 
 def find_fmnist_dir(data_dir=None):
     """Return the first folder (see `candidate_dirs`) that holds all four files, else raise DataNotFoundError."""
-    folders = candidate_dirs(data_dir)
-    for folder in folders:
-        if has_all_files(folder):
-            return os.path.abspath(folder)
-    raise DataNotFoundError(
-        f"Fashion-MNIST not found: none of {', '.join(folders)} holds all of {', '.join(FILE_NAMES.values())}; "
-        f"{HOW_TO_GET_IT} (or set $MINIMAL_DATA to the folder that holds them).")
+    return first_folder_with(candidate_dirs(data_dir), list(FILE_NAMES.values()), "Fashion-MNIST", HOW_TO_GET_IT)
 
 
 # ---------------------------------------------------------------------------------------------------------------
