@@ -32,10 +32,9 @@ What the forward pass saves for the backward pass, and how (each measured on the
 Speed notes (batch 100, 256 neurons, 100 steps, float32, one core unless stated; see also conv.py):
 - The backward pass's biggest cost is the product W_rec dI_{t+1} (below) in the ~23 % of rows where ψ_t ≠ 0:
   1.5·10⁸ multiply-adds per pass. `add_row_products` does them four rows at a time, at 14-20 multiply-adds per
-  ns, about what the CPU's level-2 cache can deliver of W_rec (256 KB): ~10 ms. The dense alternative, one BLAS
-  product per time step over the whole batch, is 6.5·10⁸ multiply-adds: ~15 ms. Likewise the W_rec gradient as
-  one BLAS product over all (n, t) at the end (z_{t−1}ᵀ dI_t summed over n and t, a (256 × 10⁴)·(10⁴ × 256)
-  product) takes ~15 ms, against ~5 ms for adding dI_t to the rows of the ~6 % of neurons that spiked.
+  ns: ~10 ms. The dense alternative, one BLAS product per time step over the whole batch, is 6.5·10⁸
+  multiply-adds: ~15 ms. Likewise the W_rec gradient as one BLAS product over all (n, t) at the end
+  (z_{t−1}ᵀ dI_t summed over n and t, a (256 × 10⁴)·(10⁴ × 256) product) takes ~15 ms, against ~5 ms for adding dI_t to the rows of the ~6 % of neurons that spiked.
 - The input projection x_t W_in is done inside the kernels too, although it could be one BLAS matmul for all t.
   For the ECG's two inputs it is tiny (N·T·C_in·H = 5·10⁶ multiply-adds at batch 100), but a BLAS call wakes
   OpenBLAS's worker threads, which then busy-wait for a while and take the two cores away from the numba threads
@@ -45,6 +44,12 @@ Speed notes (batch 100, 256 neurons, 100 steps, float32, one core unless stated;
 - In loops meant for SIMD instructions, `a if c else b` is fine (it becomes a select), but an `if` statement around
   a store is not, even one that is the same for every element: `if keep_v: v_t[j] = …` made the forward pass 10 %
   slower. So forward_kernel writes V_t somewhere harmless when it is not wanted (see v_trace there).
+- Tried and not kept (one core, the same batch): sharing each W_rec row among the samples of a block that need it
+  (a block of 4–50 samples in step, up to four dot products per load of the row): 12–20 ms against 10–11 ms for
+  the four-row products; eight rows at a time instead of four: no faster; a backward pass that reads B_t and ψ_t
+  only where ψ_t ≠ 0 (from lists of those neurons): 18.0 against 18.4 ms. The row products run at ~15-20
+  multiply-adds per ns whether the rows come from level-1 or level-2 cache, so what limits them is the
+  instructions per product (loads, the horizontal sum), not memory.
 - The Python wrappers (lsnn_forward, lsnn_backward) allocate the big arrays with NumPy and the numba kernels only
   fill them. NumPy asks Linux for huge pages for large arrays; on the VM where this was measured, numba's own
   allocation page-faulted ~2500 times per fresh 10 MB array (~6 ms), NumPy's about 500 times.
