@@ -1,6 +1,7 @@
 """The evaluation CLI: Table 1 formatting, the mismatch/attack/landscape/membrane numbers on tiny trained models,
 every subcommand end to end on checkpoints trained here, and the error paths (exit codes 1 and 2)."""
 import json
+import os
 import subprocess
 import sys
 import types
@@ -196,6 +197,19 @@ def test_cli_mismatch_two_checkpoints(checkpoints, tmp_path, capsys):
         assert clean["accuracies"] == [meta["test_acc"]] and clean["std"] == 0  # ζ = 0: Θ itself
         assert len(noisy["accuracies"]) == 3
     assert (out / "mismatch.csv").read_text().splitlines()[0] == "checkpoint,ζ = 0,ζ = 0.3"
+
+
+def test_cli_mismatch_jobs_give_the_same_table(checkpoints, tmp_path):
+    """--jobs 2 evaluates the cells in two single-threaded processes: every draw's accuracy is the same."""
+    common = ["mismatch", "--checkpoint", str(checkpoints / "cnn0"), "--checkpoint", str(checkpoints / "cnn1"),
+              "--zetas", "0", "0.3", "0.5", "--draws", "2"]
+    environment = dict(os.environ)
+    assert evaluate.main(common + ["--out", str(tmp_path / "one")]) == 0
+    assert evaluate.main(common + ["--jobs", "2", "--out", str(tmp_path / "two")]) == 0
+    assert dict(os.environ) == environment                  # the children's thread settings are not left behind
+    one, two = (read_json(tmp_path / name / "mismatch.json")["checkpoints"] for name in ("one", "two"))
+    assert [[r["accuracies"] for r in c["results"]] for c in one] == [[r["accuracies"] for r in c["results"]]
+                                                                     for c in two]
 
 
 def test_cli_attack(checkpoints, tmp_path):
