@@ -34,7 +34,8 @@ Speed notes (batch 100, 256 neurons, 100 steps, float32, one core unless stated;
   1.5·10⁸ multiply-adds per pass. `add_row_products` does them four rows at a time, at 14-20 multiply-adds per
   ns: ~10 ms. The dense alternative, one BLAS product per time step over the whole batch, is 6.5·10⁸
   multiply-adds: ~15 ms. Likewise the W_rec gradient as one BLAS product over all (n, t) at the end
-  (z_{t−1}ᵀ dI_t summed over n and t, a (256 × 10⁴)·(10⁴ × 256) product) takes ~15 ms, against ~5 ms for adding dI_t to the rows of the ~6 % of neurons that spiked.
+  (z_{t−1}ᵀ dI_t summed over n and t, a (256 × 10⁴)·(10⁴ × 256) product) takes ~15 ms, against ~5 ms for
+  adding dI_t to the rows of the ~6 % of neurons that spiked.
 - The input projection x_t W_in is done inside the kernels too, although it could be one BLAS matmul for all t.
   For the ECG's two inputs it is tiny (N·T·C_in·H = 5·10⁶ multiply-adds at batch 100), but a BLAS call wakes
   OpenBLAS's worker threads, which then busy-wait for a while and take the two cores away from the numba threads
