@@ -48,9 +48,16 @@ Speed notes (batch 100, 256 neurons, 100 steps, float32, one core unless stated;
 - Tried and not kept (one core, the same batch): sharing each W_rec row among the samples of a block that need it
   (a block of 4–50 samples in step, up to four dot products per load of the row): 12–20 ms against 10–11 ms for
   the four-row products; eight rows at a time instead of four: no faster; a backward pass that reads B_t and ψ_t
-  only where ψ_t ≠ 0 (from lists of those neurons): 18.0 against 18.4 ms. The row products run at ~15-20
-  multiply-adds per ns whether the rows come from level-1 or level-2 cache, so what limits them is the
-  instructions per product (loads, the horizontal sum), not memory.
+  only where ψ_t ≠ 0 (from lists of those neurons): 18.0 against 18.4 ms; the same product in the other order,
+  W_rec dI_t = ρ_V W_rec dI_{t+1} + W_rec (1 − ρ_V) ψ_t dz_t, a running vector to which the columns of W_rec of
+  the neurons with ψ_t ≠ 0 are added (no dot products, no horizontal sums): 19.7 against 19.1 ms. (As first
+  written it took twice as long, until its running vector was moved in memory by 64 bytes or more; most likely
+  the CPU mistook loads from W_rec for reads of the stores to that vector, whose addresses matched in the low
+  12 bits, "4K aliasing".)
+- What limits the row products is bringing W_rec (256 KB, in level-2 cache) into level-1 cache (32 KB): measured
+  alone, four-row products run at 16 multiply-adds per ns over a 256 KB matrix and at 27 over a 16 KB one. Only
+  samples sharing each row once it is in level-1 cache could go faster, and even at 27 per ns the backward
+  pass would save ~4 ms on one core, ~2 ms with two threads.
 - The Python wrappers (lsnn_forward, lsnn_backward) allocate the big arrays with NumPy and the numba kernels only
   fill them. NumPy asks Linux for huge pages for large arrays; on the VM where this was measured, numba's own
   allocation page-faulted ~2500 times per fresh 10 MB array (~6 ms), NumPy's about 500 times.
