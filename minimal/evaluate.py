@@ -12,9 +12,10 @@ The robustness measurements of the paper's §4, on one or several trained checkp
   ibp         Fig. S9             interval bound propagation (handed over to minimal.robust.ibp)
 
 Each subcommand prints its table and writes <subcommand>.csv, .json (every number, every draw) and .png into
---out (default runs/eval-<subcommand>), each file atomically. A checkpoint is evaluated on the split of its own
-data seed, so "test" is the split that model never saw. A missing or unreadable checkpoint or data set gives one
-line on stderr and exit code 1; a bad argument, exit code 2.
+--out (default runs/eval-<subcommand>), each file atomically; mismatch also keeps each finished (checkpoint, ζ)
+cell in mismatch_cells.json there, so a stopped run continues and a new ζ costs only its own column. A checkpoint
+is evaluated on the split of its own data seed, so "test" is the split that model never saw. A missing or
+unreadable checkpoint or data set gives one line on stderr and exit code 1; a bad argument, exit code 2.
 
 Examples:
   python -m minimal.evaluate mismatch --checkpoint runs/ecg-standard-seed0 --checkpoint runs/ecg-beta-seed0
@@ -27,6 +28,7 @@ Examples:
 import argparse
 import csv
 import io
+import json
 import os
 import sys
 import time
@@ -167,17 +169,59 @@ def mismatch_cells(checkpoints, args):
     """Every cell of Table 1, label -> {ζ: timed_mismatch(…)}. With --jobs N, N cells at a time, each in its own
     single-threaded process: one process with N threads is barely faster than one thread (much of a CNN forward
     pass is single-threaded NumPy), N processes are nearly N times faster. The result is the same either way,
-    since every cell draws from its own generator (see generator())."""
+    since every cell draws from its own generator (see generator()).
+
+    Each finished cell is saved at once in <out>/mismatch_cells.json, and a cell found there is not computed
+    again: an evaluation that stopped continues where it was, and adding a ζ computes only the new column."""
+    store_path = os.path.join(args.out, "mismatch_cells.json")
+    finished = load_finished_cells(store_path)
     jobs = [(checkpoint, zeta, args) for checkpoint in checkpoints for zeta in args.zetas]
-    if args.jobs == 1:
-        results = [timed_mismatch_cell(job) for job in jobs]
-    else:
-        with single_threaded_children(), ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
-            results = list(pool.map(timed_mismatch_cell, jobs))
+    todo = [job for job in jobs if cell_key(*job) not in finished]
+    if len(todo) < len(jobs):
+        print(f"{len(jobs) - len(todo)} of {len(jobs)} cells already computed, in {store_path}")
+    for job, result in zip(todo, computed_cells(todo, args.jobs)):
+        finished[cell_key(*job)] = {"accuracies": result["accuracies"].tolist(),
+                                    "seconds_per_draw": result["seconds_per_draw"]}
+        atomic_save_json(store_path, finished)
     cells = {checkpoint.label: {} for checkpoint in checkpoints}
-    for (checkpoint, zeta, _), result in zip(jobs, results):
-        cells[checkpoint.label][zeta] = result
+    for checkpoint, zeta, _ in jobs:
+        cell = finished[cell_key(checkpoint, zeta, args)]
+        cells[checkpoint.label][zeta] = {"accuracies": np.array(cell["accuracies"]),
+                                         "seconds_per_draw": cell["seconds_per_draw"]}
     return cells
+
+
+def computed_cells(jobs, num_processes):
+    """timed_mismatch of each (checkpoint, ζ, args) job, yielded in order as they finish."""
+    if num_processes == 1:
+        yield from map(timed_mismatch_cell, jobs)
+        return
+    with single_threaded_children(), ProcessPoolExecutor(num_processes, mp_context=get_context("spawn")) as pool:
+        yield from pool.map(timed_mismatch_cell, jobs)
+
+
+def cell_key(checkpoint, zeta, args):
+    """What a cell's numbers depend on, as a string: the checkpoint's weights file (where, size, modification
+    time: retraining changes them), ζ, and the settings of the draws and the data. Not --batch-size or --jobs,
+    which change only the speed."""
+    weights = os.stat(os.path.join(checkpoint.folder, "model.npz"))
+    return json.dumps([os.path.realpath(checkpoint.folder), weights.st_size, weights.st_mtime_ns, zeta, args.draws,
+                       args.seed, args.noise, args.split, args.max_samples, args.data_dir])
+
+
+def load_finished_cells(path):
+    """The cells saved by mismatch_cells (cell_key -> accuracies, seconds per draw); none if there is no file. An
+    unreadable file is reported and set aside (renamed *.unreadable), and its cells computed again."""
+    if not os.path.exists(path):
+        return {}
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError) as error:
+        os.replace(path, path + ".unreadable")
+        print(f"warning: could not read {path} ({error}); moved it to {path}.unreadable, computing every cell",
+              file=sys.stderr)
+        return {}
 
 
 THREAD_VARIABLES = ("NUMBA_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
@@ -216,9 +260,12 @@ def run_mismatch(args):
         {"zeta": zeta, **summaries[checkpoint.label][zeta], "seconds_per_draw": cell["seconds_per_draw"],
          "accuracies": cell["accuracies"].tolist()} for zeta, cell in cells[checkpoint.label].items()]}
         for checkpoint in checkpoints]
+    cell_seconds = sum(cell["seconds_per_draw"] * len(cell["accuracies"]) for row in cells.values()
+                       for cell in row.values())   # including cells computed by an earlier run
     write_outputs(args.out, "mismatch", rows, {"figure": NOISE_FIGURES[args.noise], "noise": args.noise,
-                                               "split": args.split, "draws": args.draws,
-                                               "seed": args.seed, "zetas": args.zetas, "checkpoints": results})
+                                               "split": args.split, "draws": args.draws, "seed": args.seed,
+                                               "zetas": args.zetas, "cell_seconds": round(cell_seconds, 1),
+                                               "checkpoints": results})
     accuracies = {label: {zeta: cell["accuracies"] for zeta, cell in row.items()} for label, row in cells.items()}
     plots.plot_mismatch_boxes(accuracies, os.path.join(args.out, "mismatch.png"),
                               f"{NOISE_FIGURES[args.noise]}: test accuracy under {NOISE_DESCRIPTIONS[args.noise]}")

@@ -4,7 +4,8 @@ Trains one model per (method, seed) and then evaluates them all (by default unde
 one results table per evaluation. Every job is a plain `python -m minimal.train …` / `python -m
 minimal.evaluate …` command, so the same list can go to any cluster scheduler (`--print-commands`). The sweep is
 resumable: a training job whose meta.json already has a test accuracy is skipped, a stopped one continues from
-its last finished epoch (`--resume`), and an evaluation is skipped when its table is newer than every checkpoint.
+its last finished epoch (`--resume`), and an evaluation is skipped when its table is newer than every checkpoint
+and was made with the same arguments.
 With --report FILE the tables, figures, commands and wall times go into one section of a Markdown file
 (e.g. docs/results.md), regenerated on every run.
 
@@ -25,7 +26,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from .io import atomic_save_json
-from .report import write_report_section
+from .report import read_json, write_report_section
 from .robust.methods import METHODS
 from .tasks import TASKS
 from .train import OneLineErrorParser
@@ -128,17 +129,27 @@ def train_all(args, root, jobs):
 
 
 def evaluation_is_current(root, evaluation, folders):
-    """True when the evaluation's JSON table is newer than every checkpoint it covers."""
+    """True when the evaluation's JSON table is newer than every checkpoint it covers and was made by the same
+    `minimal.evaluate` arguments (as recorded in wall_seconds.json; tables made before that was recorded are
+    judged by their age alone)."""
     name, (subcommand, *_) = evaluation
     table = os.path.join(root, name, subcommand + ".json")
     if not os.path.isfile(table):
         return False
+    recorded = read_json(os.path.join(root, name, "wall_seconds.json"), {}).get("arguments")
+    if recorded is not None and recorded != evaluation_arguments(evaluation, root, folders):
+        return False
     return all(os.path.getmtime(table) > os.path.getmtime(os.path.join(f, "meta.json")) for f in folders)
 
 
+def evaluation_arguments(evaluation, root, folders):
+    """The evaluation command after `python -m minimal.evaluate`: what its results depend on."""
+    return evaluation_command(evaluation, root, folders)[3:]
+
+
 def evaluate_all(args, root, folders):
-    """Run the evaluations that are not up to date; returns an error message or None. Each one's wall time is
-    kept in <root>/<name>/wall_seconds.json for the report."""
+    """Run the evaluations that are not up to date; returns an error message or None. Each one's wall time and
+    arguments are kept in <root>/<name>/wall_seconds.json, for the report and for evaluation_is_current."""
     for evaluation in args.evaluate:
         name = evaluation[0]
         if evaluation_is_current(root, evaluation, folders):
@@ -149,7 +160,9 @@ def evaluate_all(args, root, folders):
         code = run_logged(evaluation_command(evaluation, root, folders), os.path.join(root, name + ".log"))
         if code != 0:
             return f"the evaluation {name} failed (exit {code}); see {root}/{name}.log"
-        atomic_save_json(os.path.join(root, name, "wall_seconds.json"), {"seconds": round(time.time() - start, 1)})
+        atomic_save_json(os.path.join(root, name, "wall_seconds.json"),
+                         {"seconds": round(time.time() - start, 1),
+                          "arguments": evaluation_arguments(evaluation, root, folders)})
     return None
 
 

@@ -2,6 +2,7 @@
 every subcommand end to end on checkpoints trained here, and the error paths (exit codes 1 and 2)."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 import types
@@ -210,6 +211,58 @@ def test_cli_mismatch_jobs_give_the_same_table(checkpoints, tmp_path):
     one, two = (read_json(tmp_path / name / "mismatch.json")["checkpoints"] for name in ("one", "two"))
     assert [[r["accuracies"] for r in c["results"]] for c in one] == [[r["accuracies"] for r in c["results"]]
                                                                      for c in two]
+
+
+def counting_timed_mismatch(monkeypatch):
+    """Replace evaluate.timed_mismatch by itself plus a list of the (label, ζ) cells it computes."""
+    computed, original = [], evaluate.timed_mismatch
+
+    def counted(checkpoint, zeta, args):
+        computed.append((checkpoint.label, zeta))
+        return original(checkpoint, zeta, args)
+    monkeypatch.setattr(evaluate, "timed_mismatch", counted)
+    return computed
+
+
+def noisy_accuracies(out):
+    """ζ -> the accuracies of every draw, for the first checkpoint of a mismatch.json."""
+    return {r["zeta"]: r["accuracies"] for r in read_json(out / "mismatch.json")["checkpoints"][0]["results"]}
+
+
+def test_cli_mismatch_computes_each_cell_once(checkpoints, tmp_path, monkeypatch, capsys):
+    """Finished cells are kept in mismatch_cells.json: a second run with one more ζ computes only that column,
+    and a retrained checkpoint (new model.npz) or other draws are computed again."""
+    out, folder = tmp_path / "mismatch", tmp_path / "cnn0"
+    shutil.copytree(checkpoints / "cnn0", folder)
+    common = ["mismatch", "--checkpoint", str(folder), "--out", str(out)]
+    computed = counting_timed_mismatch(monkeypatch)
+    assert evaluate.main(common + ["--zetas", "0", "0.3", "--draws", "3"]) == 0
+    first = noisy_accuracies(out)
+    assert evaluate.main(common + ["--zetas", "0", "0.3", "0.5", "--draws", "3"]) == 0
+    assert "2 of 3 cells already computed" in capsys.readouterr().out
+    assert noisy_accuracies(out)[0.3] == first[0.3] and len(noisy_accuracies(out)[0.5]) == 3
+    record = read_json(out / "mismatch.json")
+    assert record["cell_seconds"] == pytest.approx(sum(r["seconds_per_draw"] * len(r["accuracies"])
+                                                       for r in record["checkpoints"][0]["results"]), abs=0.1)
+    assert computed == [("standard seed 0", 0.0), ("standard seed 0", 0.3), ("standard seed 0", 0.5)]
+    computed.clear()
+    assert evaluate.main(common + ["--zetas", "0.3", "--draws", "4"]) == 0        # other draws: a new cell
+    weights = folder / "model.npz"
+    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))   # "retrained"
+    assert evaluate.main(common + ["--zetas", "0.3", "--draws", "4"]) == 0
+    assert computed == [("standard seed 0", 0.3)] * 2
+
+
+def test_cli_mismatch_sets_aside_an_unreadable_cell_file(checkpoints, tmp_path, capsys):
+    out = tmp_path / "mismatch"
+    out.mkdir()
+    (out / "mismatch_cells.json").write_text('{"truncated')
+    code = evaluate.main(["mismatch", "--checkpoint", str(checkpoints / "cnn0"), "--zetas", "0.3", "--draws", "2",
+                          "--out", str(out)])
+    assert code == 0 and len(noisy_accuracies(out)[0.3]) == 2
+    assert "could not read" in capsys.readouterr().err
+    assert (out / "mismatch_cells.json.unreadable").read_text() == '{"truncated'
+    assert len(read_json(out / "mismatch_cells.json")) == 1
 
 
 def test_cli_attack(checkpoints, tmp_path):

@@ -80,7 +80,7 @@ def test_report_section_is_generated_from_the_runs_and_replaced_on_rerun(tmp_pat
     evaluation_folder = root / "mismatch"
     evaluation_folder.mkdir()
     (evaluation_folder / "mismatch.csv").write_text("checkpoint,ζ = 0\nstandard seed 0,87.50 ± 0.00 (87.50)\n")
-    (evaluation_folder / "mismatch.json").write_text(json.dumps({"figure": "Table 1, Fig. 2"}))
+    (evaluation_folder / "mismatch.json").write_text(json.dumps({"figure": "Table 1, Fig. 2", "cell_seconds": 600}))
     (evaluation_folder / "mismatch.png").write_bytes(b"\x89PNG fake")
     (evaluation_folder / "wall_seconds.json").write_text(json.dumps({"seconds": 42}))
     os.utime(root / "standard-seed0" / "meta.json", (1e9, 1e9))     # trained long before it was evaluated
@@ -92,7 +92,28 @@ def test_report_section_is_generated_from_the_runs_and_replaced_on_rerun(tmp_pat
     assert sweep.main(argv) == 0          # trained and evaluated already: only the report is written
     text = report.read_text()
     assert "my commentary" in text and "| standard seed 0 | 87.50 ± 0.00 (87.50) |" in text
-    assert "87.50" in text and "2.1 min" in text and "wall time 42 s" in text
+    assert "87.50" in text and "2.1 min" in text
+    assert "wall time 42 s; the times of its cells, one process each, add up to 10.0 min" in text
     assert (tmp_path / "docs" / "figures" / "runs-mismatch.png").read_bytes() == b"\x89PNG fake"
     assert sweep.main(argv) == 0
     assert report.read_text() == text      # regenerated in place, not appended twice
+
+
+def test_an_evaluation_runs_again_when_its_arguments_change(tmp_path, monkeypatch):
+    root = tmp_path / "runs"
+    write_meta(root / "standard-seed0", method="standard", seed=0, test_acc=0.9)
+    os.utime(root / "standard-seed0" / "meta.json", (1e9, 1e9))
+    ran = []
+
+    def fake_evaluate(command, log_path):                            # writes the table, as the evaluation would
+        ran.append(command[command.index("--zetas") + 1:])
+        out = command[command.index("--out") + 1]
+        with open(os.path.join(out, "mismatch.json"), "w") as f:
+            f.write("{}")
+        return 0
+    monkeypatch.setattr(sweep, "run_logged", fake_evaluate)
+    argv = ["--task", "fmnist", "--methods", "standard", "--root", str(root), "--evaluate"]
+    assert sweep.main(argv + ["mismatch=mismatch --zetas 0.5"]) == 0
+    assert sweep.main(argv + ["mismatch=mismatch --zetas 0.5"]) == 0          # up to date: not run again
+    assert sweep.main(argv + ["mismatch=mismatch --zetas 0.3 0.5"]) == 0      # a new column: run again
+    assert ran == [["0.5"], ["0.3", "0.5"]]
