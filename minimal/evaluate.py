@@ -35,9 +35,11 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import combinations
 from multiprocessing import get_context
 
 import numpy as np
+from scipy.stats import mannwhitneyu
 from tqdm import tqdm
 
 from . import plots
@@ -267,8 +269,36 @@ def run_mismatch(args):
                                                "zetas": args.zetas, "cell_seconds": round(cell_seconds, 1),
                                                "checkpoints": results})
     accuracies = {label: {zeta: cell["accuracies"] for zeta, cell in row.items()} for label, row in cells.items()}
+    write_u_tests(args.out, accuracies, args.zetas)
     plots.plot_mismatch_boxes(accuracies, os.path.join(args.out, "mismatch.png"),
                               f"{NOISE_FIGURES[args.noise]}: test accuracy under {NOISE_DESCRIPTIONS[args.noise]}")
+
+
+def u_test_p_values(accuracies, zetas):
+    """The paper's significance test (§4: "p < 2 × 10⁻⁸ in all cases; U test"): for every pair of checkpoints and
+    every ζ > 0, the two-sided Mann–Whitney U test of the two sets of draws. Returns (first, second, ζ, p) tuples.
+    accuracies: label -> {ζ: the draws' accuracies}."""
+    return [(first, second, zeta, float(mannwhitneyu(accuracies[first][zeta], accuracies[second][zeta],
+                                                     alternative="two-sided").pvalue))
+            for first, second in combinations(accuracies, 2) for zeta in zetas if zeta > 0]
+
+
+def write_u_tests(folder, accuracies, zetas):
+    """Print the U tests and write them to <folder>/mismatch_u_test.csv (a row per pair, a column per ζ > 0) and
+    .json; nothing to test with one checkpoint or only ζ = 0."""
+    tests = u_test_p_values(accuracies, zetas)
+    if not tests:
+        return
+    noisy = [zeta for zeta in zetas if zeta > 0]
+    pairs = list(dict.fromkeys((first, second) for first, second, _, _ in tests))
+    p_value = {(first, second, zeta): p for first, second, zeta, p in tests}
+    rows = [["pair"] + [f"ζ = {zeta:g}" for zeta in noisy]]
+    rows += [[f"{first} vs {second}"] + [f"{p_value[first, second, zeta]:.1e}" for zeta in noisy]
+             for first, second in pairs]
+    print("Mann–Whitney U test of the draws, two-sided p-values:")
+    print(format_table(rows))
+    write_outputs(folder, "mismatch_u_test", rows, {"test": "Mann–Whitney U, two-sided", "p_values": [
+        {"first": first, "second": second, "zeta": zeta, "p": p} for first, second, zeta, p in tests]}, figure=False)
 
 
 NOISE_FIGURES = {"relative": "Table 1, Fig. 2", "constant": "Fig. S4", "layer_max": "Fig. 5"}
@@ -505,13 +535,14 @@ def run_ibp(argv):
 
 
 # ---------------------------------------------------------------------------------------------------- output
-def write_outputs(folder, name, rows, record):
-    """<folder>/<name>.csv (rows of cells) and <folder>/<name>.json (record), each written atomically."""
+def write_outputs(folder, name, rows, record, figure=True):
+    """<folder>/<name>.csv (rows of cells) and <folder>/<name>.json (record), each written atomically; the caller
+    draws <name>.png if there is a figure."""
     text = io.StringIO()
     csv.writer(text, lineterminator="\n").writerows(rows)
     atomic_write_bytes(os.path.join(folder, name + ".csv"), text.getvalue().encode("utf-8"))
     atomic_save_json(os.path.join(folder, name + ".json"), record)
-    print(f"wrote {os.path.join(folder, name)}.csv, .json and .png")
+    print(f"wrote {os.path.join(folder, name)}.csv, .json" + (" and .png" if figure else ""))
 
 
 # ---------------------------------------------------------------------------------------------------- command line

@@ -75,6 +75,11 @@ def evaluation_block(root, evaluation, command, figures_folder, report_folder):
         timing += f"; the times of its cells, one process each, add up to {format_seconds(record['cell_seconds'])}"
     lines = [f"#### {name}: `{subcommand}` ({record.get('figure', '')})", "",
              f"`{shlex.join(command)}` — {timing}", "", markdown_table(rows), ""]
+    u_test = os.path.join(folder, subcommand + "_u_test.csv")
+    if os.path.isfile(u_test):
+        with open(u_test, newline="") as f:
+            lines += ["Mann–Whitney U test of the draws, two-sided p-values:", "", markdown_table(list(csv.reader(f))),
+                      ""]
     png = os.path.join(folder, subcommand + ".png")
     if os.path.isfile(png):
         os.makedirs(figures_folder, exist_ok=True)

@@ -198,6 +198,24 @@ def test_cli_mismatch_two_checkpoints(checkpoints, tmp_path, capsys):
         assert clean["accuracies"] == [meta["test_acc"]] and clean["std"] == 0  # ζ = 0: Θ itself
         assert len(noisy["accuracies"]) == 3
     assert (out / "mismatch.csv").read_text().splitlines()[0] == "checkpoint,ζ = 0,ζ = 0.3"
+    u_test = (out / "mismatch_u_test.csv").read_text().splitlines()
+    assert u_test[0] == "pair,ζ = 0.3" and u_test[1].startswith("standard seed 0 vs standard seed 1,")
+    assert "Mann–Whitney U test" in printed
+
+
+def test_u_test_of_the_draws():
+    rng = np.random.default_rng(0)
+    low, high = rng.uniform(0.5, 0.6, 100), rng.uniform(0.7, 0.8, 100)
+    accuracies = {"a": {0.0: np.array([0.9]), 0.5: low}, "b": {0.0: np.array([0.9]), 0.5: high},
+                  "c": {0.0: np.array([0.9]), 0.5: low.copy()}}
+    tests = evaluate.u_test_p_values(accuracies, [0.0, 0.5])
+    assert [(first, second, zeta) for first, second, zeta, _ in tests] == [("a", "b", 0.5), ("a", "c", 0.5),
+                                                                           ("b", "c", 0.5)]
+    p = {(first, second): p_value for first, second, _, p_value in tests}
+    assert p["a", "b"] < 1e-30 and p["b", "c"] == p["a", "b"]     # no overlap at all: far below the paper's 2e-8
+    assert p["a", "c"] == pytest.approx(1.0)                       # the same draws
+    shifted = {"a": {0.5: low}, "b": {0.5: low + 0.002}}            # overlapping: not significant
+    assert evaluate.u_test_p_values(shifted, [0.5])[0][3] > 0.05
 
 
 def test_cli_mismatch_jobs_give_the_same_table(checkpoints, tmp_path):

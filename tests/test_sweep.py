@@ -82,6 +82,7 @@ def test_report_section_is_generated_from_the_runs_and_replaced_on_rerun(tmp_pat
     (evaluation_folder / "mismatch.csv").write_text("checkpoint,ζ = 0\nstandard seed 0,87.50 ± 0.00 (87.50)\n")
     (evaluation_folder / "mismatch.json").write_text(json.dumps({"figure": "Table 1, Fig. 2", "cell_seconds": 600}))
     (evaluation_folder / "mismatch.png").write_bytes(b"\x89PNG fake")
+    (evaluation_folder / "mismatch_u_test.csv").write_text("pair,ζ = 0.5\nstandard seed 0 vs beta seed 0,3.1e-09\n")
     (evaluation_folder / "wall_seconds.json").write_text(json.dumps({"seconds": 42}))
     os.utime(root / "standard-seed0" / "meta.json", (1e9, 1e9))     # trained long before it was evaluated
     monkeypatch.setattr(sweep, "run_logged", lambda command, log: pytest.fail(f"ran {command}"))
@@ -94,6 +95,7 @@ def test_report_section_is_generated_from_the_runs_and_replaced_on_rerun(tmp_pat
     assert "my commentary" in text and "| standard seed 0 | 87.50 ± 0.00 (87.50) |" in text
     assert "87.50" in text and "2.1 min" in text
     assert "wall time 42 s; the times of its cells, one process each, add up to 10.0 min" in text
+    assert "| standard seed 0 vs beta seed 0 | 3.1e-09 |" in text
     assert (tmp_path / "docs" / "figures" / "runs-mismatch.png").read_bytes() == b"\x89PNG fake"
     assert sweep.main(argv) == 0
     assert report.read_text() == text      # regenerated in place, not appended twice
