@@ -409,11 +409,15 @@ def run_landscape(args):
     print(f"Table S1: mean |ΔL|/Δα of the {args.split} loss along {args.repeats} directions "
           f"v = |Θ|·{args.zeta:g}·N(0, 1), α ∈ [{-args.alpha_max:g}, {args.alpha_max:g}], "
           f"mean ± std over directions")
-    print(format_table([["checkpoint", "slope"]] + [[label, f"{np.mean(values):.4f} ± {np.std(values):.4f}"]
-                                                     for label, values in slopes.items()]))
-    rows = [["checkpoint", "direction"] + [f"α = {alpha:g}" for alpha in alphas]]
-    rows += [[label, str(repeat + 1)] + [f"{loss:.6f}" for loss in trial]
-             for label, trials in losses.items() for repeat, trial in enumerate(trials)]
+    center = int(np.argmin(np.abs(alphas)))     # α = 0 (or the grid point nearest to it)
+    rows = [["checkpoint", "slope (mean ± std)", f"loss at α = {alphas[center]:g}"]]
+    rows += [[label, f"{np.mean(values):.4f} ± {np.std(values):.4f}", f"{losses[label][0][center]:.4f}"]
+             for label, values in slopes.items()]
+    print(format_table(rows))
+    curves = [["checkpoint", "direction"] + [f"α = {alpha:g}" for alpha in alphas]]
+    curves += [[label, str(repeat + 1)] + [f"{loss:.6f}" for loss in trial]
+               for label, trials in losses.items() for repeat, trial in enumerate(trials)]
+    write_csv(args.out, "landscape_curves", curves)
     results = [{**checkpoint_record(checkpoint), "losses": losses[checkpoint.label].tolist(),
                 "slopes": slopes[checkpoint.label], "slope_mean": float(np.mean(slopes[checkpoint.label])),
                 "slope_std": float(np.std(slopes[checkpoint.label]))} for checkpoint in checkpoints]
@@ -535,12 +539,17 @@ def run_ibp(argv):
 
 
 # ---------------------------------------------------------------------------------------------------- output
-def write_outputs(folder, name, rows, record, figure=True):
-    """<folder>/<name>.csv (rows of cells) and <folder>/<name>.json (record), each written atomically; the caller
-    draws <name>.png if there is a figure."""
+def write_csv(folder, name, rows):
+    """<folder>/<name>.csv from rows of cells, written atomically."""
     text = io.StringIO()
     csv.writer(text, lineterminator="\n").writerows(rows)
     atomic_write_bytes(os.path.join(folder, name + ".csv"), text.getvalue().encode("utf-8"))
+
+
+def write_outputs(folder, name, rows, record, figure=True):
+    """<folder>/<name>.csv (rows of cells) and <folder>/<name>.json (record), each written atomically; the caller
+    draws <name>.png if there is a figure."""
+    write_csv(folder, name, rows)
     atomic_save_json(os.path.join(folder, name + ".json"), record)
     print(f"wrote {os.path.join(folder, name)}.csv, .json" + (" and .png" if figure else ""))
 

@@ -303,6 +303,11 @@ def test_cli_landscape(checkpoints, tmp_path, capsys):
     entry = read_json(out / "landscape.json")["checkpoints"][0]
     assert np.array(entry["losses"]).shape == (2, 5) and len(entry["slopes"]) == 2
     assert "Table S1" in capsys.readouterr().out
+    table = (out / "landscape.csv").read_text().splitlines()
+    assert table[0] == "checkpoint,slope (mean ± std),loss at α = 0"
+    assert table[1].startswith(f"standard seed 0,{entry['slope_mean']:.4f} ± ")
+    curves = (out / "landscape_curves.csv").read_text().splitlines()
+    assert len(curves) == 3 and curves[0].startswith("checkpoint,direction,α = -2")
 
 
 def test_cli_membrane_needs_an_lsnn(checkpoints, tmp_path, capsys):
