@@ -1,0 +1,40 @@
+"""The tutorial notebooks run from the first cell to the last without an error.
+
+Each notebook is executed in memory (the file on disk keeps its stored outputs) by a fresh Python kernel whose
+working directory is a temporary folder, so a notebook cannot lean on files left behind by an earlier run. The
+notebooks train on real Fashion-MNIST: where it is not installed they are skipped, as the loader's own tests are.
+"""
+from pathlib import Path
+
+import nbclient
+import nbformat
+import pytest
+
+from minimal.data.common import DataNotFoundError
+from minimal.data.fmnist import find_fmnist_dir
+
+TUTORIALS = Path(__file__).resolve().parent.parent / "tutorials"
+NOTEBOOKS = sorted(TUTORIALS.glob("*.ipynb"))
+CELL_TIMEOUT_SECONDS = 900
+
+
+def fmnist_installed():
+    try:
+        find_fmnist_dir()
+    except DataNotFoundError:
+        return False
+    return True
+
+
+def test_there_are_tutorials():
+    assert NOTEBOOKS, f"no notebooks found in {TUTORIALS}"
+
+
+@pytest.mark.skipif(not fmnist_installed(), reason="the tutorials train on Fashion-MNIST, which is not installed")
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.name)
+def test_notebook_runs_without_errors(path, tmp_path):
+    notebook = nbformat.read(path, as_version=4)
+    client = nbclient.NotebookClient(notebook, timeout=CELL_TIMEOUT_SECONDS, kernel_name="python3",
+                                     resources={"metadata": {"path": str(tmp_path)}})
+    client.execute()  # raises CellExecutionError, naming the cell and its traceback, if any cell fails
+    assert all(cell.get("execution_count") for cell in notebook.cells if cell.cell_type == "code")
