@@ -68,7 +68,7 @@ def gradcheck(fn, *inputs, h=1e-6, rtol=1e-5, atol=1e-7, max_entries=200, seed=0
         allowed = atol + rtol * np.abs(numeric)
         worst = int(np.argmax(error - allowed))
         if error[worst] > allowed[worst]:
-            position = np.unravel_index(entries[worst], x.shape)
+            position = tuple(int(i) for i in np.unravel_index(entries[worst], x.shape))
             raise GradcheckError(
                 f"gradient of input {i} (shape {x.shape}) is wrong at {position}: analytic {exact[worst]:.8g}, "
                 f"numeric {numeric[worst]:.8g}, |error| {error[worst]:.3g} > allowed {allowed[worst]:.3g}")
