@@ -16,6 +16,7 @@ from minimal.data.fmnist import find_fmnist_dir
 TUTORIALS = Path(__file__).resolve().parent.parent / "tutorials"
 NOTEBOOKS = sorted(TUTORIALS.glob("*.ipynb"))
 CELL_TIMEOUT_SECONDS = 900
+SINGLE_THREAD_VARIABLES = ("NUMBA_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def fmnist_installed():
@@ -32,7 +33,12 @@ def test_there_are_tutorials():
 
 @pytest.mark.skipif(not fmnist_installed(), reason="the tutorials train on Fashion-MNIST, which is not installed")
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.name)
-def test_notebook_runs_without_errors(path, tmp_path):
+def test_notebook_runs_without_errors(path, tmp_path, monkeypatch):
+    # One thread each for numba and BLAS in the kernel (which inherits this environment): the tutorials' small
+    # networks gain nothing from two, and on cores shared with other jobs a parallel loop waiting for its second
+    # thread made them run ten times slower.
+    for variable in SINGLE_THREAD_VARIABLES:
+        monkeypatch.setenv(variable, "1")
     notebook = nbformat.read(path, as_version=4)
     client = nbclient.NotebookClient(notebook, timeout=CELL_TIMEOUT_SECONDS, kernel_name="python3",
                                      resources={"metadata": {"path": str(tmp_path)}})
