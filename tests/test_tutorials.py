@@ -31,6 +31,17 @@ def test_there_are_tutorials():
     assert NOTEBOOKS, f"no notebooks found in {TUTORIALS}"
 
 
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.name)
+def test_notebook_is_stored_with_its_outputs(path):
+    """tutorials/README.md promises notebooks that can be read without running them: every code cell was
+    executed, in order, without an error, and the last one shows its result."""
+    code_cells = [cell for cell in nbformat.read(path, as_version=4).cells if cell.cell_type == "code"]
+    assert [cell.get("execution_count") for cell in code_cells] == list(range(1, len(code_cells) + 1))
+    kinds = [{output.output_type for output in cell.outputs} for cell in code_cells]
+    assert not any("error" in cell_kinds for cell_kinds in kinds), f"{path.name} was stored with an error"
+    assert kinds[-1] & {"stream", "display_data", "execute_result"}, f"the last cell of {path.name} shows nothing"
+
+
 @pytest.mark.skipif(not fmnist_installed(), reason="the tutorials train on Fashion-MNIST, which is not installed")
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.name)
 def test_notebook_runs_without_errors(path, tmp_path, monkeypatch):
