@@ -1,8 +1,8 @@
 """The tutorial notebooks run from the first cell to the last without an error.
 
 Each notebook is executed in memory (the file on disk keeps its stored outputs) by a fresh Python kernel whose
-working directory is a temporary folder, so a notebook cannot lean on files left behind by an earlier run. The
-notebooks train on real Fashion-MNIST: where it is not installed they are skipped, as the loader's own tests are.
+working directory is a temporary folder, so a notebook cannot lean on files left behind by an earlier run. Those
+that train on real Fashion-MNIST are skipped where it is not installed, as the loader's own tests are.
 """
 from pathlib import Path
 
@@ -12,11 +12,11 @@ import pytest
 
 from minimal.data.common import DataNotFoundError
 from minimal.data.fmnist import find_fmnist_dir
+from minimal.evaluate import single_threaded_children
 
 TUTORIALS = Path(__file__).resolve().parent.parent / "tutorials"
 NOTEBOOKS = sorted(TUTORIALS.glob("*.ipynb"))
 CELL_TIMEOUT_SECONDS = 900
-SINGLE_THREAD_VARIABLES = ("NUMBA_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def fmnist_installed():
@@ -42,16 +42,15 @@ def test_notebook_is_stored_with_its_outputs(path):
     assert kinds[-1] & {"stream", "display_data", "execute_result"}, f"the last cell of {path.name} shows nothing"
 
 
-@pytest.mark.skipif(not fmnist_installed(), reason="the tutorials train on Fashion-MNIST, which is not installed")
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.name)
-def test_notebook_runs_without_errors(path, tmp_path, monkeypatch):
-    # One thread each for numba and BLAS in the kernel (which inherits this environment): the tutorials' small
-    # networks gain nothing from two, and on cores shared with other jobs a parallel loop waiting for its second
-    # thread made them run ten times slower.
-    for variable in SINGLE_THREAD_VARIABLES:
-        monkeypatch.setenv(variable, "1")
+def test_notebook_runs_without_errors(path, tmp_path):
     notebook = nbformat.read(path, as_version=4)
+    if any("load_fmnist(" in cell.source for cell in notebook.cells) and not fmnist_installed():
+        pytest.skip(f"{path.name} trains on Fashion-MNIST, which is not installed")
     client = nbclient.NotebookClient(notebook, timeout=CELL_TIMEOUT_SECONDS, kernel_name="python3",
                                      resources={"metadata": {"path": str(tmp_path)}})
-    client.execute()  # raises CellExecutionError, naming the cell and its traceback, if any cell fails
+    # The kernel runs numba and BLAS on one thread: the tutorials' small networks gain nothing from two, and on
+    # cores shared with other jobs a parallel loop waiting for its second thread made them ten times slower.
+    with single_threaded_children():
+        client.execute()  # raises CellExecutionError, naming the cell and its traceback, if any cell fails
     assert all(cell.get("execution_count") for cell in notebook.cells if cell.cell_type == "code")
