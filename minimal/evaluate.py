@@ -49,6 +49,7 @@ from .metrics import accuracy, mean_cross_entropy, predict_logits
 from .nn.lsnn import LSNN
 from .pcm import PCMModel
 from .robust.attack import cross_entropy_objective, kl_objective, pga_attack, random_box_attack
+from .robust.ibp import main_ibp
 from .robust.mismatch import NOISE_MODELS, mismatch_draws, parameter_arrays
 from .tasks import TASKS, CheckpointError, load_trained_model
 from .train import OneLineErrorParser, nonnegative_float, positive_float, positive_int
@@ -527,17 +528,6 @@ def run_pcm(args):
     plots.plot_pcm_drift(args.times, curves, float_accuracies, os.path.join(args.out, "pcm.png"))
 
 
-def run_ibp(argv):
-    """Hand the arguments after `ibp` to minimal.robust.ibp.main_ibp; returns its exit code."""
-    try:
-        from .robust.ibp import main_ibp
-    except ModuleNotFoundError as error:
-        if error.name != "minimal.robust.ibp":
-            raise
-        raise EvaluationError("the ibp subcommand needs minimal/robust/ibp.py, which is not written yet") from None
-    return main_ibp(argv)
-
-
 # ---------------------------------------------------------------------------------------------------- output
 def write_csv(folder, name, rows):
     """<folder>/<name>.csv from rows of cells, written atomically."""
@@ -680,7 +670,7 @@ def main(argv=None):
         check_arguments(parser, args, unknown)
     try:
         if args.command == "ibp":
-            return run_ibp(unknown)
+            return main_ibp(unknown)
         COMMANDS[args.command](args)
     except (EvaluationError, CheckpointError, DataNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)

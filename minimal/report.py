@@ -73,7 +73,8 @@ def evaluation_block(root, evaluation, command, figures_folder, report_folder):
     timing = f"wall time {format_seconds(wall)}"
     if "cell_seconds" in record:     # mismatch keeps finished cells: some may have been computed by earlier runs
         timing += f"; the times of its cells, one process each, add up to {format_seconds(record['cell_seconds'])}"
-    lines = [f"#### {name}: `{subcommand}` ({record.get('figure', '')})", "",
+    figure = f" ({record['figure']})" if record.get("figure") else ""
+    lines = [f"#### {name}: `{subcommand}`{figure}", "",
              f"`{shlex.join(command)}` — {timing}", "", markdown_table(rows), ""]
     u_test = os.path.join(folder, subcommand + "_u_test.csv")
     if os.path.isfile(u_test):

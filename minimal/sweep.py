@@ -129,12 +129,12 @@ def train_all(args, root, jobs):
 
 
 def evaluation_is_current(root, evaluation, folders):
-    """True when the evaluation's JSON table is newer than every checkpoint it covers and was made by the same
-    `minimal.evaluate` arguments (as recorded in wall_seconds.json; tables made before that was recorded are
-    judged by their age alone)."""
+    """True when the evaluation's tables (JSON, and the CSV the report shows) exist, the JSON is newer than every
+    checkpoint it covers, and it was made by the same `minimal.evaluate` arguments (as recorded in
+    wall_seconds.json; tables made before that was recorded are judged by their age alone)."""
     name, (subcommand, *_) = evaluation
     table = os.path.join(root, name, subcommand + ".json")
-    if not os.path.isfile(table):
+    if not (os.path.isfile(table) and os.path.isfile(os.path.join(root, name, subcommand + ".csv"))):
         return False
     recorded = read_json(os.path.join(root, name, "wall_seconds.json"), {}).get("arguments")
     if recorded is not None and recorded != evaluation_arguments(evaluation, root, folders):

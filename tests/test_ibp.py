@@ -1,5 +1,6 @@
 """Verification by interval bound propagation (minimal/robust/ibp.py): the verified-sample rule, verified accuracy
 against the clean accuracy, and the command line on a small checkpoint."""
+import csv
 import json
 import os
 
@@ -77,8 +78,11 @@ def test_command_line_prints_the_table_and_writes_csv_json_png(ecg_checkpoint, t
     assert [cell["zeta"] for cell in cells] == [0.0, 1e-4]
     assert cells[1]["verified_accuracy"] <= cells[0]["verified_accuracy"]
     assert os.path.getsize(os.path.join(out, "ibp.png")) > 1000
+    assert record["figure"] == "Fig. S9"
     with open(os.path.join(out, "ibp.csv")) as f:
-        assert f.readline().strip() == "label,zeta,verified_accuracy"
+        rows = list(csv.reader(f))
+    assert rows[0] == ["checkpoint", "ζ = 0", "ζ = 0.0001"]
+    assert rows[1] == ["tiny"] + [f"{100 * cell['verified_accuracy']:.1f}" for cell in cells]
 
 
 def test_evaluate_ibp_subcommand_hands_over(ecg_checkpoint, tmp_path):

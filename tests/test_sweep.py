@@ -110,12 +110,15 @@ def test_an_evaluation_runs_again_when_its_arguments_change(tmp_path, monkeypatc
     def fake_evaluate(command, log_path):                            # writes the table, as the evaluation would
         ran.append(command[command.index("--zetas") + 1:])
         out = command[command.index("--out") + 1]
-        with open(os.path.join(out, "mismatch.json"), "w") as f:
-            f.write("{}")
+        for table in ("mismatch.json", "mismatch.csv"):
+            with open(os.path.join(out, table), "w") as f:
+                f.write("{}")
         return 0
     monkeypatch.setattr(sweep, "run_logged", fake_evaluate)
     argv = ["--task", "fmnist", "--methods", "standard", "--root", str(root), "--evaluate"]
     assert sweep.main(argv + ["mismatch=mismatch --zetas 0.5"]) == 0
     assert sweep.main(argv + ["mismatch=mismatch --zetas 0.5"]) == 0          # up to date: not run again
     assert sweep.main(argv + ["mismatch=mismatch --zetas 0.3 0.5"]) == 0      # a new column: run again
-    assert ran == [["0.5"], ["0.3", "0.5"]]
+    os.remove(root / "mismatch" / "mismatch.csv")
+    assert sweep.main(argv + ["mismatch=mismatch --zetas 0.3 0.5"]) == 0      # the report's CSV is missing: again
+    assert ran == [["0.5"], ["0.3", "0.5"], ["0.3", "0.5"]]

@@ -79,7 +79,8 @@ def verified_accuracy(model, split, zeta, batch_size=100, desc=None):
 
 # ---------------------------------------------------------------------------------------------------- sweep
 def default_label(meta):
-    return f"{meta['task']} {meta.get('method', '?')} seed {meta.get('seed', 0)}"
+    """'<method> seed <seed>', as the other evaluations of minimal.evaluate name a checkpoint."""
+    return f"{meta.get('method', '?')} seed {meta.get('seed', 0)}"
 
 
 def ibp_sweep(checkpoints, zetas=DEFAULT_ZETAS, labels=None, split="test", max_samples=None, batch_size=100,
@@ -87,7 +88,7 @@ def ibp_sweep(checkpoints, zetas=DEFAULT_ZETAS, labels=None, split="test", max_s
     """Verified accuracy of every checkpoint at every ζ: {label: {ζ: fraction}}.
 
     Each checkpoint is evaluated on the split of its own data seed (the test samples it never saw); each data set
-    is loaded once per task and seed. labels: one per checkpoint (default: '<task> <method> seed <seed>').
+    is loaded once per task and seed. labels: one per checkpoint (default: '<method> seed <seed>').
     """
     loaded = [load_trained_model(folder) for folder in checkpoints]
     labels = labels or [default_label(meta) for _, meta in loaded]
@@ -116,17 +117,25 @@ def format_table(table):
     return "\n".join(lines)
 
 
+def table_rows(table):
+    """The table as CSV rows, laid out as the other evaluations' tables: a header ('checkpoint', 'ζ = …'), then one
+    row per checkpoint with its verified accuracy in % at each ζ."""
+    zetas = sorted({zeta for row in table.values() for zeta in row})
+    header = ["checkpoint"] + [f"ζ = {zeta:g}" for zeta in zetas]
+    return [header] + [[label] + [f"{100 * row[zeta]:.1f}" for zeta in zetas] for label, row in table.items()]
+
+
 def write_outputs(folder, table, settings):
-    """<folder>/ibp.csv (label, ζ, verified accuracy), ibp.json (the same and the settings), ibp.png (Fig. S9)."""
+    """<folder>/ibp.csv (checkpoint × ζ, verified accuracy in %), ibp.json (fractions and the settings), ibp.png
+    (Fig. S9)."""
     text = io.StringIO()
-    writer = csv.writer(text, lineterminator="\n")
-    writer.writerow(["label", "zeta", "verified_accuracy"])
-    writer.writerows([label, zeta, accuracy] for label, row in table.items() for zeta, accuracy in row.items())
+    csv.writer(text, lineterminator="\n").writerows(table_rows(table))
     atomic_write_bytes(os.path.join(folder, "ibp.csv"), text.getvalue().encode("utf-8"))
     atomic_save_json(os.path.join(folder, "ibp.json"),
-                     {"settings": settings, "verified_accuracy": {label: [{"zeta": zeta, "verified_accuracy": acc}
-                                                                          for zeta, acc in row.items()]
-                                                                  for label, row in table.items()}})
+                     {"figure": "Fig. S9", "settings": settings,
+                      "verified_accuracy": {label: [{"zeta": zeta, "verified_accuracy": acc}
+                                                    for zeta, acc in row.items()]
+                                            for label, row in table.items()}})
     plots.plot_verified_accuracy(table, os.path.join(folder, "ibp.png"))
     print(f"wrote {os.path.join(folder, 'ibp')}.csv, .json and .png")
 
@@ -141,7 +150,7 @@ def build_parser():
                         help="checkpoint folder (model.npz + meta.json); repeat it to compare several")
     parser.add_argument("--label", action="append",
                         help="name in the table and legend, one per --checkpoint in the same order "
-                             "(default: '<task> <method> seed <seed>' from meta.json)")
+                             "(default: '<method> seed <seed>' from meta.json)")
     parser.add_argument("--zetas", type=nonnegative_float, nargs="+", default=DEFAULT_ZETAS, metavar="ζ",
                         help="attack sizes ζ (default: %(default)s)")
     parser.add_argument("--split", choices=("test", "val"), default="test", help="data split (default: test)")
