@@ -26,8 +26,6 @@ Examples:
   python -m minimal.evaluate pcm --checkpoint runs/fmnist-standard-seed0 --times 25,3600,86400 --repeats 25
 """
 import argparse
-import csv
-import io
 import json
 import os
 import sys
@@ -44,7 +42,7 @@ from tqdm import tqdm
 
 from . import plots
 from .data.common import DataNotFoundError, Split, fixed_subset, iterate_minibatches
-from .io import atomic_save_json, atomic_write_bytes
+from .io import atomic_save_json, format_table, write_csv
 from .metrics import accuracy, mean_cross_entropy, predict_logits
 from .nn.lsnn import LSNN
 from .pcm import PCMModel
@@ -147,12 +145,6 @@ def table1_rows(summaries, zetas):
     """
     header = ["checkpoint"] + [f"ζ = {zeta:g}" for zeta in zetas]
     return [header] + [[label] + [format_cell(cells[zeta]) for zeta in zetas] for label, cells in summaries.items()]
-
-
-def format_table(rows):
-    """Rows of strings as text with aligned columns, two spaces apart."""
-    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
-    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows)
 
 
 def timed_mismatch(checkpoint, zeta, args):
@@ -529,13 +521,6 @@ def run_pcm(args):
 
 
 # ---------------------------------------------------------------------------------------------------- output
-def write_csv(folder, name, rows):
-    """<folder>/<name>.csv from rows of cells, written atomically."""
-    text = io.StringIO()
-    csv.writer(text, lineterminator="\n").writerows(rows)
-    atomic_write_bytes(os.path.join(folder, name + ".csv"), text.getvalue().encode("utf-8"))
-
-
 def write_outputs(folder, name, rows, record, figure=True):
     """<folder>/<name>.csv (rows of cells) and <folder>/<name>.json (record), each written atomically; the caller
     draws <name>.png if there is a figure."""

@@ -3,6 +3,7 @@
 Each writer puts the bytes into a temporary file in the same folder, flushes it to disk, then renames it over the
 target. A rename within one folder is atomic, so readers see either the old file or the new one, never a mix.
 """
+import csv
 import hashlib
 import io
 import json
@@ -65,3 +66,16 @@ def sha256_of_file(path, chunk_size=1 << 20) -> str:
         for chunk in iter(lambda: f.read(chunk_size), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def write_csv(folder, name, rows):
+    """<folder>/<name>.csv from rows of cells, written atomically."""
+    text = io.StringIO()
+    csv.writer(text, lineterminator="\n").writerows(rows)
+    atomic_write_bytes(os.path.join(folder, name + ".csv"), text.getvalue().encode("utf-8"))
+
+
+def format_table(rows):
+    """Rows of strings as text with aligned columns, two spaces apart (what the commands print)."""
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows)

@@ -71,7 +71,7 @@ def test_command_line_prints_the_table_and_writes_csv_json_png(ecg_checkpoint, t
                      "--label", "tiny", "--out", out])
     assert code == 0
     printed = capsys.readouterr().out
-    assert "tiny" in printed and "ζ=0.0001" in printed
+    assert "tiny" in printed and "ζ = 0.0001" in printed
     with open(os.path.join(out, "ibp.json")) as f:
         record = json.load(f)
     cells = record["verified_accuracy"]["tiny"]

@@ -18,8 +18,6 @@ accuracy is its accuracy (a tie between two logits counts as not verified).
 
 prints the verified accuracy per checkpoint and ζ and writes ibp.csv, ibp.json and ibp.png (Fig. S9) into --out.
 """
-import csv
-import io
 import os
 import sys
 
@@ -30,7 +28,7 @@ from .. import plots
 from ..autodiff import no_grad
 from ..data.common import DataNotFoundError, fixed_subset
 from ..interval import Interval
-from ..io import atomic_save_json, atomic_write_bytes
+from ..io import atomic_save_json, format_table, write_csv
 from ..nn.lsnn import LSNN
 from ..tasks import TASKS, CheckpointError, load_trained_model
 from ..train import OneLineErrorParser, nonnegative_float, positive_int
@@ -106,17 +104,6 @@ def ibp_sweep(checkpoints, zetas=DEFAULT_ZETAS, labels=None, split="test", max_s
 
 
 # ---------------------------------------------------------------------------------------------------- output
-def format_table(table):
-    """The table as text: one row per checkpoint, one column per ζ, verified accuracy in %."""
-    zetas = sorted({zeta for row in table.values() for zeta in row})
-    header = "verified accuracy (%)"
-    width = max(len(header), *(len(label) for label in table))
-    lines = [f"{header:{width}s}" + "".join(f"{'ζ=' + format(z, 'g'):>10s}" for z in zetas)]
-    for label, row in table.items():
-        lines.append(f"{label:{width}s}" + "".join(f"{100 * row[z]:10.1f}" for z in zetas))
-    return "\n".join(lines)
-
-
 def table_rows(table):
     """The table as CSV rows, laid out as the other evaluations' tables: a header ('checkpoint', 'ζ = …'), then one
     row per checkpoint with its verified accuracy in % at each ζ."""
@@ -128,9 +115,7 @@ def table_rows(table):
 def write_outputs(folder, table, settings):
     """<folder>/ibp.csv (checkpoint × ζ, verified accuracy in %), ibp.json (fractions and the settings), ibp.png
     (Fig. S9)."""
-    text = io.StringIO()
-    csv.writer(text, lineterminator="\n").writerows(table_rows(table))
-    atomic_write_bytes(os.path.join(folder, "ibp.csv"), text.getvalue().encode("utf-8"))
+    write_csv(folder, "ibp", table_rows(table))
     atomic_save_json(os.path.join(folder, "ibp.json"),
                      {"figure": "Fig. S9", "settings": settings,
                       "verified_accuracy": {label: [{"zeta": zeta, "verified_accuracy": acc}
@@ -177,7 +162,7 @@ def main_ibp(argv=None):
     except (IBPError, CheckpointError, DataNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_ERROR
-    print(format_table(table))
+    print(format_table(table_rows(table)))
     settings = {"checkpoints": args.checkpoint, "zetas": zetas, "split": args.split,
                 "max_samples": args.max_samples}
     write_outputs(args.out, table, settings)
