@@ -202,6 +202,7 @@ def train(settings, data_dir=None, log=print):
         f"from {data.source}; {model.num_parameters():,} parameters; method {settings['method']}")
     start = time.time() - meta["history"][-1]["seconds"] if meta["history"] else time.time()
     budget = settings["max_steps"] or float("inf")
+    epochs_before = len(meta["history"])
     for epoch in range(len(meta["history"]), settings["epochs"]):
         if meta["steps"] >= budget:
             break
@@ -227,7 +228,23 @@ def train(settings, data_dir=None, log=print):
             f"{' (best, saved)' if improved else ''}, {time.time() - start:.0f} s")
     if meta["steps"] >= budget:
         log(f"step budget of {settings['max_steps']} reached")
+    if len(meta["history"]) == epochs_before and already_finished(settings["out"], meta):
+        log(f"{settings['out']} is already finished (test accuracy measured after epoch {epochs_before}); "
+            f"its checkpoint is left untouched")
+        return load_checkpoint(settings["out"])[1]
     return finish(settings, model, data, meta, start, log)
+
+
+def already_finished(out, meta):
+    """True when out/meta.json holds a test accuracy measured after the same epochs as `meta`.
+
+    Resuming a finished run then trains nothing and must not rewrite model.npz: evaluations cache their
+    results by the checkpoint's size and modification time.
+    """
+    if not os.path.isfile(os.path.join(out, "meta.json")):
+        return False
+    _, saved = load_checkpoint(out)
+    return "test_acc" in saved and len(saved["history"]) == len(meta["history"])
 
 
 def finish(settings, model, data, meta, start, log):

@@ -192,6 +192,21 @@ def test_resume_continues_exactly_where_it_stopped(tiny_task, tmp_path):
     assert sorted(os.listdir(tmp_path / "split" / "resume")) == ["epoch-0003.npz", "state.json"]
 
 
+def test_resume_of_a_finished_run_leaves_its_checkpoint_untouched(tiny_task, tmp_path):
+    """Evaluations cache by the checkpoint's modification time: a no-op resume must not rewrite it."""
+    def run(*extra):
+        args = train_module.build_parser().parse_args(["--task", "tiny", "--out", str(tmp_path), *extra])
+        return train_module.train(train_module.resolve_settings(args), log=lambda *_: None)
+
+    finished = run("--epochs", "2")
+    before = os.stat(tmp_path / "model.npz").st_mtime_ns
+    again = run("--epochs", "2", "--resume")
+    assert os.stat(tmp_path / "model.npz").st_mtime_ns == before
+    assert again["test_acc"] == finished["test_acc"] and again["history"] == finished["history"]
+    longer = run("--epochs", "3", "--resume")  # a larger budget still trains on
+    assert len(longer["history"]) == 3
+
+
 def test_resume_refuses_other_settings(tiny_task, tmp_path, capsys):
     assert train_module.main(["--task", "tiny", "--epochs", "1", "--out", str(tmp_path / "r")]) == 0
     code = train_module.main(["--task", "tiny", "--lr", "0.5", "--resume", "--out", str(tmp_path / "r")])
