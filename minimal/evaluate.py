@@ -20,6 +20,7 @@ unreadable checkpoint or data set gives one line on stderr and exit code 1; a ba
 Examples:
   python -m minimal.evaluate mismatch --checkpoint runs/ecg-standard-seed0 --checkpoint runs/ecg-beta-seed0
   python -m minimal.evaluate mismatch --checkpoint runs/fmnist-standard-seed0 --zetas 0.5 0.7 --jobs 2
+  python -m minimal.evaluate mismatch --pool --checkpoint runs/fmnist-beta-seed0 --checkpoint runs/fmnist-beta-seed1
   python -m minimal.evaluate attack --checkpoint runs/fmnist-standard-seed0 --max-samples 1000
   python -m minimal.evaluate landscape --checkpoint runs/fmnist-standard-seed0 --label Standard
   python -m minimal.evaluate membrane --checkpoint runs/ecg-standard-seed0 --checkpoint runs/ecg-beta-seed0
@@ -81,9 +82,11 @@ class Checkpoint:
 def load_checkpoints(args):
     """Every --checkpoint with its label and evaluation split; each data set is loaded once per task and seed."""
     loaded = [(folder, *load_trained_model(folder)) for folder in args.checkpoint]
-    labels = args.label or [f"{meta['method']} seed {meta['seed']}" for _, _, meta in loaded]
+    pool = getattr(args, "pool", False)  # mismatch --pool: one row per label, the draws of its checkpoints together
+    labels = args.label or [meta["method"] if pool else f"{meta['method']} seed {meta['seed']}"
+                            for _, _, meta in loaded]
     repeated = sorted({label for label in labels if labels.count(label) > 1})
-    if repeated:
+    if repeated and not pool:
         raise EvaluationError(f"several checkpoints are labelled {repeated[0]!r}; name each one with --label")
     datasets, checkpoints = {}, []
     for label, (folder, model, meta) in zip(labels, loaded):
@@ -161,7 +164,7 @@ def timed_mismatch_cell(job):
 
 
 def mismatch_cells(checkpoints, args):
-    """Every cell of Table 1, label -> {ζ: timed_mismatch(…)}. With --jobs N, N cells at a time, each in its own
+    """Every cell of Table 1, one {ζ: timed_mismatch(…)} per checkpoint. With --jobs N, N cells at a time, each in its own
     single-threaded process: one process with N threads is barely faster than one thread (much of a CNN forward
     pass is single-threaded NumPy), N processes are nearly N times faster. The result is the same either way,
     since every cell draws from its own generator (see generator()).
@@ -178,12 +181,25 @@ def mismatch_cells(checkpoints, args):
         finished[cell_key(*job)] = {"accuracies": result["accuracies"].tolist(),
                                     "seconds_per_draw": result["seconds_per_draw"]}
         atomic_save_json(store_path, finished)
-    cells = {checkpoint.label: {} for checkpoint in checkpoints}
-    for checkpoint, zeta, _ in jobs:
-        cell = finished[cell_key(checkpoint, zeta, args)]
-        cells[checkpoint.label][zeta] = {"accuracies": np.array(cell["accuracies"]),
-                                         "seconds_per_draw": cell["seconds_per_draw"]}
+    cells = [{} for _ in checkpoints]
+    for index, checkpoint in enumerate(checkpoints):
+        for zeta in args.zetas:
+            cell = finished[cell_key(checkpoint, zeta, args)]
+            cells[index][zeta] = {"accuracies": np.array(cell["accuracies"]),
+                                  "seconds_per_draw": cell["seconds_per_draw"]}
     return cells
+
+
+def pooled_rows(checkpoints, cells):
+    """Table 1's rows, label -> {ζ: the accuracies of the draws}. Checkpoints that share a label are model
+    instances of one network (mismatch --pool): their draws are put together, as the paper's Table 1 pools its
+    100 draws over two model instances. cells: mismatch_cells(…), one {ζ: cell} per checkpoint."""
+    rows = {}
+    for checkpoint, row in zip(checkpoints, cells):
+        pooled = rows.setdefault(checkpoint.label, {})
+        for zeta, cell in row.items():
+            pooled[zeta] = np.concatenate([pooled.get(zeta, np.empty(0)), cell["accuracies"]])
+    return rows
 
 
 def computed_cells(jobs, num_processes):
@@ -241,27 +257,32 @@ def single_threaded_children():
 def run_mismatch(args):
     checkpoints = load_checkpoints(args)
     cells = mismatch_cells(checkpoints, args)
-    summaries = {label: {zeta: summarise(cell["accuracies"]) for zeta, cell in row.items()}
-                 for label, row in cells.items()}
+    accuracies = pooled_rows(checkpoints, cells)
+    summaries = {label: {zeta: summarise(draws) for zeta, draws in row.items()} for label, row in accuracies.items()}
     rows = table1_rows(summaries, args.zetas)
+    instances = " (the draws of all checkpoints with the same label pooled)" if args.pool else ""
     print(f"Table 1: {args.split} accuracy (%) under {NOISE_DESCRIPTIONS[args.noise]}, mean ± std (min) over "
-          f"{args.draws} draws (ζ = 0: one)")
+          f"{args.draws} draws (ζ = 0: one) per checkpoint{instances}")
     print(format_table(rows))
     timed = [zeta for zeta in args.zetas if zeta > 0] or args.zetas  # ζ = 0 also pays for the first-call warm-up
-    for checkpoint in checkpoints:
-        per_draw = np.mean([cells[checkpoint.label][zeta]["seconds_per_draw"] for zeta in timed])
-        print(f"{checkpoint.label}: {per_draw:.3f} s per draw on {len(checkpoint.split)} samples")
+    for checkpoint, row in zip(checkpoints, cells):
+        per_draw = np.mean([row[zeta]["seconds_per_draw"] for zeta in timed])
+        name = checkpoint.folder if args.pool else checkpoint.label
+        print(f"{name}: {per_draw:.3f} s per draw on {len(checkpoint.split)} samples")
     results = [{**checkpoint_record(checkpoint), "results": [
-        {"zeta": zeta, **summaries[checkpoint.label][zeta], "seconds_per_draw": cell["seconds_per_draw"],
-         "accuracies": cell["accuracies"].tolist()} for zeta, cell in cells[checkpoint.label].items()]}
-        for checkpoint in checkpoints]
-    cell_seconds = sum(cell["seconds_per_draw"] * len(cell["accuracies"]) for row in cells.values()
+        {"zeta": zeta, **summarise(cell["accuracies"]), "seconds_per_draw": cell["seconds_per_draw"],
+         "accuracies": cell["accuracies"].tolist()} for zeta, cell in row.items()]}
+        for checkpoint, row in zip(checkpoints, cells)]
+    table = [{"label": label, "folders": [c.folder for c in checkpoints if c.label == label],
+              "results": [{"zeta": zeta, **summaries[label][zeta], "draws": len(draws)}
+                          for zeta, draws in row.items()]} for label, row in accuracies.items()]
+    cell_seconds = sum(cell["seconds_per_draw"] * len(cell["accuracies"]) for row in cells
                        for cell in row.values())   # including cells computed by an earlier run
     write_outputs(args.out, "mismatch", rows, {"figure": NOISE_FIGURES[args.noise], "noise": args.noise,
                                                "split": args.split, "draws": args.draws, "seed": args.seed,
-                                               "zetas": args.zetas, "cell_seconds": round(cell_seconds, 1),
+                                               "zetas": args.zetas, "pooled": args.pool,
+                                               "cell_seconds": round(cell_seconds, 1), "table": table,
                                                "checkpoints": results})
-    accuracies = {label: {zeta: cell["accuracies"] for zeta, cell in row.items()} for label, row in cells.items()}
     write_u_tests(args.out, accuracies, args.zetas)
     plots.plot_mismatch_boxes(accuracies, os.path.join(args.out, "mismatch.png"),
                               f"{NOISE_FIGURES[args.noise]}: test accuracy under {NOISE_DESCRIPTIONS[args.noise]}")
@@ -582,6 +603,10 @@ def build_parser():
     mismatch.add_argument("--noise", choices=sorted(NOISE_MODELS), default="relative",
                           help="relative: Eq. 1, Θ·(1 + ζN(0, 1)); constant: Θ + ζN(0, 1) (Fig. S4); layer_max: "
                                "Θ + ζ·max|Θ|·N(0, 1) per tensor (Joshi et al., Fig. 5) (default: relative)")
+    mismatch.add_argument("--pool", action="store_true",
+                          help="checkpoints with the same label are model instances of one network (other seeds): "
+                               "one row each, their draws together, as the paper's Table 1 (default label with "
+                               "--pool: the method)")
     mismatch.add_argument("--jobs", type=positive_int, default=1,
                           help="cells (checkpoint, ζ) evaluated at a time, each in a single-threaded process; "
                                "the number of cores is a good choice (default: 1, in this process)")

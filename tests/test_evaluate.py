@@ -202,6 +202,30 @@ def test_cli_mismatch_two_checkpoints(checkpoints, tmp_path, capsys):
     assert "Mann–Whitney U test" in printed
 
 
+def test_cli_mismatch_pool_puts_the_draws_of_model_instances_together(checkpoints, tmp_path, capsys):
+    """--pool: checkpoints sharing a label (two seeds of one method) are one row of Table 1 whose draws are
+    both instances' draws; without --pool the same labels are refused."""
+    common = ["mismatch", "--checkpoint", str(checkpoints / "cnn0"), "--checkpoint", str(checkpoints / "cnn1"),
+              "--zetas", "0", "0.3", "--draws", "3"]
+    assert evaluate.main(common + ["--out", str(tmp_path / "apart")]) == 0
+    assert evaluate.main(common + ["--pool", "--out", str(tmp_path / "pooled")]) == 0
+    apart = read_json(tmp_path / "apart" / "mismatch.json")
+    pooled = read_json(tmp_path / "pooled" / "mismatch.json")
+    assert [row["label"] for row in pooled["table"]] == ["standard"]            # the default label: the method
+    assert pooled["table"][0]["folders"] == [str(checkpoints / "cnn0"), str(checkpoints / "cnn1")]
+    for zeta_index, zeta in enumerate([0.0, 0.3]):
+        draws = np.concatenate([entry["results"][zeta_index]["accuracies"] for entry in apart["checkpoints"]])
+        row = pooled["table"][0]["results"][zeta_index]
+        assert row["zeta"] == zeta and row["draws"] == len(draws) == (2 if zeta == 0 else 6)
+        assert row["mean"] == pytest.approx(100 * draws.mean()) and row["std"] == pytest.approx(100 * draws.std())
+        assert row["min"] == pytest.approx(100 * draws.min())
+    assert (tmp_path / "pooled" / "mismatch.csv").read_text().splitlines()[1].startswith("standard,")
+    capsys.readouterr()
+    same_labels = ["--label", "net", "--label", "net", "--out", str(tmp_path / "refused")]
+    assert evaluate.main(common + same_labels) == evaluate.EXIT_ERROR
+    assert "labelled 'net'" in capsys.readouterr().err
+
+
 def test_u_test_of_the_draws():
     rng = np.random.default_rng(0)
     low, high = rng.uniform(0.5, 0.6, 100), rng.uniform(0.7, 0.8, 100)
