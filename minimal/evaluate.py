@@ -164,10 +164,10 @@ def timed_mismatch_cell(job):
 
 
 def mismatch_cells(checkpoints, args):
-    """Every cell of Table 1, one {ζ: timed_mismatch(…)} per checkpoint. With --jobs N, N cells at a time, each in its own
-    single-threaded process: one process with N threads is barely faster than one thread (much of a CNN forward
-    pass is single-threaded NumPy), N processes are nearly N times faster. The result is the same either way,
-    since every cell draws from its own generator (see generator()).
+    """Every cell of Table 1, one {ζ: timed_mismatch(…)} per checkpoint. With --jobs N, N cells at a time, each
+    in its own single-threaded process: one process with N threads is barely faster than one thread (much of a CNN
+    forward pass is single-threaded NumPy), N processes are nearly N times faster. The result is the same either
+    way, since every cell draws from its own generator (see generator()).
 
     Each finished cell is saved at once in <out>/mismatch_cells.json, and a cell found there is not computed
     again: an evaluation that stopped continues where it was, and adding a ζ computes only the new column."""
