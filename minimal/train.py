@@ -228,23 +228,26 @@ def train(settings, data_dir=None, log=print):
             f"{' (best, saved)' if improved else ''}, {time.time() - start:.0f} s")
     if meta["steps"] >= budget:
         log(f"step budget of {settings['max_steps']} reached")
-    if len(meta["history"]) == epochs_before and already_finished(settings["out"], meta):
+    finished = finished_meta(settings["out"], meta) if len(meta["history"]) == epochs_before else None
+    if finished:
         log(f"{settings['out']} is already finished (test accuracy measured after epoch {epochs_before}); "
             f"its checkpoint is left untouched")
-        return load_checkpoint(settings["out"])[1]
+        return finished
     return finish(settings, model, data, meta, start, log)
 
 
-def already_finished(out, meta):
-    """True when out/meta.json holds a test accuracy measured after the same epochs as `meta`.
+def finished_meta(out, meta):
+    """out/meta.json when it holds a test accuracy measured after the same epochs as `meta`, else None.
 
     Resuming a finished run then trains nothing and must not rewrite model.npz: evaluations cache their
     results by the checkpoint's size and modification time.
     """
-    if not os.path.isfile(os.path.join(out, "meta.json")):
-        return False
-    _, saved = load_checkpoint(out)
-    return "test_acc" in saved and len(saved["history"]) == len(meta["history"])
+    path = os.path.join(out, "meta.json")
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        saved = json.load(f)
+    return saved if "test_acc" in saved and len(saved["history"]) == len(meta["history"]) else None
 
 
 def finish(settings, model, data, meta, start, log):
