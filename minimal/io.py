@@ -53,6 +53,15 @@ def atomic_save_json(path, obj):
     atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode("utf-8"))
 
 
+def read_json(path, default=None):
+    """The JSON file at path, or `default` when it is missing or unreadable."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return default
+
+
 def load_npz(path) -> dict:
     """Load every array of an .npz file into a dict (pickles are refused)."""
     with np.load(path, allow_pickle=False) as archive:

@@ -7,12 +7,11 @@ lines. Running the sweep again replaces its own section and keeps everything els
 """
 import csv
 import datetime
-import json
 import os
 import shlex
 import shutil
 
-from .io import atomic_write_bytes
+from .io import atomic_write_bytes, read_json
 
 HEADER = """# Results
 
@@ -34,14 +33,6 @@ def markdown_table(rows):
     """Rows of strings (the first is the header) as a Markdown table."""
     lines = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows[1:]])
-
-
-def read_json(path, default=None):
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return default
 
 
 def training_rows(folders):

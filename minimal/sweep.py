@@ -17,7 +17,6 @@ the paper's method, and evaluate all three on simulated PCM and under Gaussian w
       --evaluate "joshi=mismatch --noise layer_max --zetas 0.026 0.056 0.11" --report docs/results.md
 """
 import argparse
-import json
 import os
 import shlex
 import subprocess
@@ -25,8 +24,8 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from .io import atomic_save_json
-from .report import read_json, write_report_section
+from .io import atomic_save_json, read_json
+from .report import write_report_section
 from .robust.methods import METHODS
 from .tasks import TASKS
 from .train import OneLineErrorParser
@@ -94,11 +93,7 @@ def evaluation_command(evaluation, root, folders):
 
 def is_trained(folder):
     """A finished training job has a meta.json with a test accuracy."""
-    try:
-        with open(os.path.join(folder, "meta.json")) as f:
-            return "test_acc" in json.load(f)
-    except (OSError, ValueError):
-        return False
+    return "test_acc" in read_json(os.path.join(folder, "meta.json"), {})
 
 
 def run_logged(command, log_path):

@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from .data.common import DataNotFoundError, iterate_minibatches
 from .metrics import accuracy
-from .io import atomic_save_json, atomic_save_npz, load_npz
+from .io import atomic_save_json, atomic_save_npz, load_npz, read_json
 from .nn.module import load_checkpoint, save_checkpoint
 from .optim import PiecewiseConstant
 from .pcm import clip_weights, is_crossbar_weight
@@ -242,11 +242,7 @@ def finished_meta(out, meta):
     Resuming a finished run then trains nothing and must not rewrite model.npz: evaluations cache their
     results by the checkpoint's size and modification time.
     """
-    path = os.path.join(out, "meta.json")
-    if not os.path.isfile(path):
-        return None
-    with open(path, encoding="utf-8") as f:
-        saved = json.load(f)
+    saved = read_json(os.path.join(out, "meta.json"), {})
     return saved if "test_acc" in saved and len(saved["history"]) == len(meta["history"]) else None
 
 
