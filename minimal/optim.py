@@ -67,36 +67,46 @@ class SGD(Optimizer):
 
 
 class Adam(Optimizer):
-    """Kingma & Ba: m ← β1 m + (1−β1) g;  v ← β2 v + (1−β2) g²;  θ ← θ − lr · m̂ / (√v̂ + ε)."""
+    """Kingma & Ba: m ← β1 m + (1−β1) g;  v ← β2 v + (1−β2) g²;  θ ← θ − lr · m̂ / (√v̂ + ε),
+    with m̂ = m / (1 − β1ᵗ) and v̂ = v / (1 − β2ᵗ).
+
+    t counts the updates of *this* parameter, as in PyTorch: a parameter without a gradient at a step (p.grad is
+    None, e.g. a layer the loss did not reach) is skipped and its count stays put. With one global count, a
+    parameter whose first gradient comes at step t would be bias-corrected as if its moments had been averaging
+    for t steps while they hold one gradient: its first step, lr·sign(g) when counted right, would be ×0.48 at
+    t = 10 and ×2.5 at t = 1000.
+    """
 
     def __init__(self, parameters, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
         super().__init__(parameters, lr)
         self.beta1, self.beta2 = betas
         self.eps, self.weight_decay = eps, weight_decay
         self.first_moment, self.second_moment = {}, {}
-        self.steps = 0
-
-    def step(self):
-        self.steps += 1
-        super().step()
+        self.steps = {}  # parameter index -> number of updates that parameter has had
 
     def update(self, index, p):
+        t = self.steps[index] = self.steps.get(index, 0) + 1
         grad = p.grad + self.weight_decay * p.data if self.weight_decay else p.grad
         m = self.first_moment.get(index, 0.0) * self.beta1 + (1 - self.beta1) * grad
         v = self.second_moment.get(index, 0.0) * self.beta2 + (1 - self.beta2) * grad * grad
         self.first_moment[index], self.second_moment[index] = m, v
-        m_hat = m / (1 - self.beta1 ** self.steps)
-        v_hat = v / (1 - self.beta2 ** self.steps)
+        m_hat = m / (1 - self.beta1 ** t)
+        v_hat = v / (1 - self.beta2 ** t)
         p.data -= self.lr * m_hat / (np.sqrt(v_hat) + self.eps)
 
     def state_arrays(self):
-        return {"steps": np.array(self.steps), **_buffers_to_arrays("m", self.first_moment),
-                **_buffers_to_arrays("v", self.second_moment)}
+        return {**_buffers_to_arrays("steps", {index: np.array(t) for index, t in self.steps.items()}),
+                **_buffers_to_arrays("m", self.first_moment), **_buffers_to_arrays("v", self.second_moment)}
 
     def load_state_arrays(self, arrays):
-        self.steps = int(arrays["steps"])
         self.first_moment = _arrays_to_buffers("m", arrays)
         self.second_moment = _arrays_to_buffers("v", arrays)
+        if "steps" in arrays:  # saved before the counts were per parameter: one count, of optimiser steps
+            # It is what the old code used for every parameter with moments, and the per-parameter count
+            # whenever every parameter got a gradient at every step (the usual training loop).
+            self.steps = {index: int(arrays["steps"]) for index in self.first_moment}
+        else:
+            self.steps = {index: int(t) for index, t in _arrays_to_buffers("steps", arrays).items()}
 
 
 class PiecewiseConstant:

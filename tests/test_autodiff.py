@@ -1,5 +1,7 @@
 """Every differentiable op against central finite differences (float64), with broadcasting and
 non-contiguous inputs; plus the engine itself: accumulation, reused nodes, deep graphs, no_grad, detach."""
+import decimal
+
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -77,6 +79,58 @@ def test_unary_ops(shape, seed, layout, name):
     gradcheck(fn, x)
 
 
+@pytest.mark.parametrize("exponent", [-2, -1, 0, 1, 2, 3])
+def test_pow_integer_exponents(exponent):
+    gradcheck(lambda a: ops.pow(a, exponent), away_from_zero((3, 4), exponent + 10))
+
+
+@pytest.mark.parametrize("exponent", [-0.5, 0.5, 1.5, 2.5])
+def test_pow_fractional_exponents(exponent):
+    gradcheck(lambda a: ops.pow(a, exponent), np.abs(away_from_zero((3, 4), 7)))
+
+
+def test_pow_zero_exponent_has_zero_gradient_at_zero():
+    """x⁰ = 1 everywhere, so d/dx = 0, also at x = 0 where 0·x⁻¹ would be NaN. (gradcheck alone would not
+    catch a NaN: a NaN error compares False with the tolerance.)"""
+    x = Tensor(np.array([-1.5, 0.0, 2.0]), requires_grad=True)
+    y = ops.pow(x, 0)
+    np.testing.assert_array_equal(y.data, [1.0, 1.0, 1.0])
+    y.backward(np.array([1.0, 2.0, 3.0]))
+    np.testing.assert_array_equal(x.grad, [0.0, 0.0, 0.0])
+    gradcheck(lambda a: ops.pow(a, 0), np.array([-1.0, 0.0, 0.5]))
+
+
+def exact_sigmoid(x):
+    """σ(x) = 1/(1 + e^−x) and σ'(x) = e^−x/(1 + e^−x)² in 50-digit decimal arithmetic, each rounded to a float
+    once at the end: a reference that shares no floating-point step with the op."""
+    with decimal.localcontext() as context:
+        context.prec = 50
+        e = (-decimal.Decimal(float(x))).exp()  # Decimal(float) is exact
+        return float(1 / (1 + e)), float(e / (1 + e) ** 2)
+
+
+def test_sigmoid_keeps_relative_precision_over_the_float64_range():
+    x = np.concatenate([np.linspace(-700, 700, 1401), [-37.5, -36.7, -30.2, -1e-3, -1e-12, 1e-12, 1e-3, 30.2, 37.5]])
+    exact = np.array([exact_sigmoid(v) for v in x])
+    t = Tensor(x, requires_grad=True)
+    out = ops.sigmoid(t)
+    out.backward(np.ones_like(x))
+    np.testing.assert_allclose(out.data, exact[:, 0], rtol=1e-15, atol=0)
+    np.testing.assert_allclose(t.grad, exact[:, 1], rtol=1e-15, atol=0)
+
+
+def test_sigmoid_float32_and_gradient():
+    x = np.linspace(-80, 80, 3001).astype(np.float32)  # e^−80 is still a normal float32
+    exact = np.array([exact_sigmoid(v) for v in x])
+    t = Tensor(x, requires_grad=True)
+    out = ops.sigmoid(t)
+    out.backward(np.ones(x.shape, np.float32))
+    assert out.dtype == np.float32 and t.grad.dtype == np.float32
+    np.testing.assert_allclose(out.data, exact[:, 0], rtol=1e-6, atol=0)
+    np.testing.assert_allclose(t.grad, exact[:, 1], rtol=1e-6, atol=0)
+    gradcheck(ops.sigmoid, values((5, 8), 0, -12, 12))
+
+
 def test_sign_has_zero_gradient():
     x = Tensor(np.array([-2.0, 0.5, 3.0]), requires_grad=True)
     ops.sign(x).sum().backward()
@@ -126,6 +180,22 @@ def test_reshape_transpose_flatten(seed, layout):
     gradcheck(lambda a: ops.transpose(a, (2, 0, 1)), x)
     gradcheck(lambda a: ops.transpose(a), x)
     gradcheck(ops.flatten, x)
+
+
+@pytest.mark.parametrize("axes", [(2, 0, 1), (0, 2, 1), (-1, 0, 1), (1, -1, 0), (-3, -1, -2), (2, -2, 0)])
+def test_transpose_with_positive_and_negative_axes(axes):
+    x = values((2, 3, 4), 1)
+    np.testing.assert_array_equal(ops.transpose(Tensor(x), axes).data, np.transpose(x, axes))
+    gradcheck(lambda a: ops.transpose(a, axes), x)
+    gradcheck(lambda a: ops.transpose(a, axes), values((2, 3, 4), 1, layout="strided"))
+
+
+@pytest.mark.parametrize("args", [(), (None,), ((1, 0, 2),), ([2, 0, 1],), (1, 0, 2), (-1, 0, 1), ((-1, -3, -2),)])
+def test_tensor_transpose_takes_axes_like_numpy(args):
+    """t.transpose(1, 0, 2), t.transpose((1, 0, 2)) and t.transpose() mean what they mean for an ndarray."""
+    x = values((2, 3, 4), 2)
+    np.testing.assert_array_equal(Tensor(x).transpose(*args).data, x.transpose(*args))
+    gradcheck(lambda a: a.transpose(*args), x)
 
 
 @pytest.mark.parametrize("index", [

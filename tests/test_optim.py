@@ -46,6 +46,92 @@ def test_adam_matches_the_paper_formula():
     np.testing.assert_allclose(run(lambda ps: Adam(ps, lr=lr), GRADS, [1.0, 1.0]), theta)
 
 
+def torch_adam(start, grads, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+    """torch.optim.Adam (amsgrad off, L2 weight decay) written out for one parameter, in PyTorch's own arrangement
+    of the arithmetic. `grads[k]` is None when the parameter has no gradient at step k: PyTorch then skips it,
+    so its moments and its own step count t stay as they are."""
+    beta1, beta2 = betas
+    theta, m, v, t = np.array(start, dtype=np.float64), 0.0, 0.0, 0
+    for g in grads:
+        if g is None:
+            continue
+        g = np.array(g) + weight_decay * theta
+        t += 1
+        m = beta1 * m + (1 - beta1) * g
+        v = beta2 * v + (1 - beta2) * g * g
+        step_size = lr / (1 - beta1 ** t)
+        denominator = np.sqrt(v) / np.sqrt(1 - beta2 ** t) + eps
+        theta = theta - step_size * m / denominator
+    return theta
+
+
+# parameter 0 has a gradient at every step; parameter 1 joins at step 4, misses step 6; parameter 2 never has one
+GAPPY_GRADS = [
+    ([1.0, -2.0], None, None),
+    ([0.5, 0.5], None, None),
+    ([-1.0, 3.0], None, None),
+    ([0.2, 0.1], [2.0, -0.5], None),
+    ([0.3, -0.4], [1.0, 0.25], None),
+    ([-0.6, 0.9], None, None),
+    ([0.1, 0.1], [-3.0, 0.5], None),
+]
+
+
+def run_gappy(optimizer, parameters, grads):
+    for step in grads:
+        for p, g in zip(parameters, step):
+            p.grad = None if g is None else np.array(g)
+        optimizer.step()
+
+
+@pytest.mark.parametrize("weight_decay", [0.0, 0.01])
+def test_adam_counts_steps_per_parameter_like_pytorch(weight_decay):
+    parameters = [Parameter(np.array([1.0, -1.0])) for _ in range(3)]
+    run_gappy(Adam(parameters, lr=0.01, weight_decay=weight_decay), parameters, GAPPY_GRADS)
+    for i, p in enumerate(parameters):
+        expected = torch_adam([1.0, -1.0], [step[i] for step in GAPPY_GRADS], lr=0.01, weight_decay=weight_decay)
+        np.testing.assert_allclose(p.data, expected, rtol=1e-13, atol=0)
+    np.testing.assert_array_equal(parameters[2].data, [1.0, -1.0])  # never had a gradient: never moved
+
+
+def test_adam_resumes_exactly_with_per_parameter_counts():
+    """Saved mid-way, with parameter 1 behind parameter 0 in steps, then resumed: bit for bit the unbroken run."""
+    unbroken = [Parameter(np.array([1.0, -1.0])) for _ in range(3)]
+    run_gappy(Adam(unbroken, lr=0.01), unbroken, GAPPY_GRADS)
+
+    split = [Parameter(np.array([1.0, -1.0])) for _ in range(3)]
+    first = Adam(split, lr=0.01)
+    run_gappy(first, split, GAPPY_GRADS[:5])
+    state = {name: array.copy() for name, array in first.state_arrays().items()}
+    assert int(state["steps.0"]) == 5 and int(state["steps.1"]) == 2 and "steps.2" not in state
+    second = Adam(split, lr=0.01)
+    second.load_state_arrays(state)
+    run_gappy(second, split, GAPPY_GRADS[5:])
+    for p, q in zip(split, unbroken):
+        np.testing.assert_array_equal(p.data, q.data)
+
+
+def test_adam_loads_a_state_saved_with_one_global_step_count():
+    """States written before the counts were per parameter hold one `steps` (the number of step() calls). Loaded,
+    it becomes the count of every parameter with moments, which is exact when every parameter had a gradient at
+    every step: the run then continues bit for bit."""
+    every_step = [(g, [-x for x in g], None) for g in GRADS]
+    unbroken = [Parameter(np.array([1.0, -1.0])) for _ in range(3)]
+    run_gappy(Adam(unbroken, lr=0.01), unbroken, every_step + every_step)
+
+    split = [Parameter(np.array([1.0, -1.0])) for _ in range(3)]
+    first = Adam(split, lr=0.01)
+    run_gappy(first, split, every_step)
+    old_state = {name: array for name, array in first.state_arrays().items() if not name.startswith("steps.")}
+    old_state["steps"] = np.array(len(every_step))
+    second = Adam(split, lr=0.01)
+    second.load_state_arrays(old_state)
+    assert second.steps == {0: 3, 1: 3}  # parameter 2 has no moments, so no count
+    run_gappy(second, split, every_step)
+    for p, q in zip(split, unbroken):
+        np.testing.assert_array_equal(p.data, q.data)
+
+
 def test_adam_minimises_a_quadratic():
     p = Parameter(np.array([3.0, -2.0]))
     optimizer = Adam([p], lr=0.1)

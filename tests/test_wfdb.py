@@ -8,7 +8,7 @@ import pytest
 
 from minimal.data.common import DataNotFoundError
 from minimal.data.wfdb import (AUX, CHN, NUM, SKIP, SUB, annotation_symbol, decode_format_212, parse_header,
-                               read_annotations, read_record, sum_16bit)
+                               read_annotations, read_record, signed_byte, sum_16bit)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MITDB = Path(os.environ.get("MINIMAL_MITDB", REPO_ROOT / ".." / "shared" / "data" / "mitdb"))
@@ -173,6 +173,37 @@ def test_annotations_with_every_record_kind(tmp_path):
     assert annotations.aux == ("(AFIB", "", "", "", "(N", "")
 
 
+def test_annotation_subtype_is_a_signed_byte_hand_made_bytes(tmp_path):
+    """Little-endian 16-bit words, each written out as its two bytes (low byte first):
+
+        2C 05   0x052C = code 1 (N) << 10 | time step 300
+        FF F7   0xF7FF = code 61 (SUB) << 10 | 0x3FF: the low byte 0xFF is the subtype, −1 as a signed char
+                (the WFDB library writes subtype −1 as its 10 low bits, 0x3FF)
+        05 F4   0xF405 = SUB, subtype 5
+        0A 14   0x140A = code 5 (V) << 10 | time step 10
+        80 F6   0xF680 = SUB 0x280: low byte 0x80 = −128
+        FE F3   0xF3FE = code 60 (NUM) << 10 | 0x3FE: number −2 (also a signed char)
+        FF F8   0xF8FF = code 62 (CHN) << 10 | 0xFF: channel 255 (an unsigned char)
+        01 04   0x0401 = N, time step 1: keeps number −2 and channel 255, subtype back to 0
+        7F F4   0xF47F = SUB, subtype 127
+        00 00   end of file
+    """
+    raw = bytes.fromhex("2C05 FFF7 05F4 0A14 80F6 FEF3 FFF8 0104 7FF4 0000")
+    (tmp_path / "s.atr").write_bytes(raw)
+    annotations = read_annotations(tmp_path / "s.atr")
+    assert annotations.sample.tolist() == [300, 310, 311]
+    assert annotations.symbol.tolist() == ["N", "V", "N"]
+    assert annotations.subtype.tolist() == [5, -128, 127]  # the later SUB of one annotation wins
+    assert annotations.number.tolist() == [0, -2, -2]
+    assert annotations.channel.tolist() == [0, 255, 255]
+    only_noise = read_annotations(write_annotations(tmp_path / "n.atr", annotation(14, 7) + modifier(SUB, 0x3FF)))
+    assert only_noise.symbol.tolist() == ["~"] and only_noise.subtype.tolist() == [-1]
+
+
+def test_signed_byte():
+    assert [signed_byte(v) for v in (0, 1, 127, 128, 255, 0x3FF, 0x301, 0x17F)] == [0, 1, 127, -128, -1, -1, 1, 127]
+
+
 def test_annotations_skip_is_signed_and_file_may_start_with_skip(tmp_path):
     words = skip(70_000) + annotation(1, 0) + skip(-69_000) + annotation(5, 10)
     annotations = read_annotations(write_annotations(tmp_path / "y.atr", words))
@@ -216,6 +247,25 @@ def test_mitdb_record_100_signals():
 def test_mitdb_beat_counts(record, expected):
     counts = Counter(read_annotations(MITDB / f"{record}.atr").symbol.tolist())
     assert {symbol: counts[symbol] for symbol in expected} == expected
+
+
+@needs_mitdb
+def test_mitdb_unreadable_noise_has_subtype_minus_one():
+    """MIT-BIH marks 8 noise annotations '~' as unreadable with subtype −1 (stored as SUB 0x3FF, the 10-bit word
+    0xF7FF, in records 101, 105, 203, 208, 210). No subtype of MIT-BIH falls outside −1..9."""
+    expected = {"101": 1, "105": 4, "203": 1, "208": 1, "210": 1}
+    found, subtypes = {}, set()
+    for path in sorted(MITDB.glob("*.atr")):
+        annotations = read_annotations(path)
+        subtypes.update(annotations.subtype.tolist())
+        minus_one = annotations.subtype == -1
+        if minus_one.any():
+            found[path.stem] = int(minus_one.sum())
+            assert set(annotations.symbol[minus_one].tolist()) == {"~"}
+        # an independent count: the raw SUB words 0xF7FF in the file
+        assert int(np.sum(np.fromfile(path, dtype="<u2") == 0xF7FF)) == int(minus_one.sum())
+    assert found == expected
+    assert subtypes == set(range(-1, 10))
 
 
 @needs_mitdb

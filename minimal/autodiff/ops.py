@@ -107,7 +107,10 @@ def pow(a, exponent):
         raise TypeError("pow: the exponent must be a constant number, not a Tensor")
 
     def backward(g):
-        accumulate_grad(a, g * exponent * a.data ** (exponent - 1))
+        if exponent == 0:  # a⁰ = 1 is constant; the general formula would give 0 · 0⁻¹ = 0 · inf = NaN at a = 0
+            accumulate_grad(a, np.zeros_like(a.data))
+        else:
+            accumulate_grad(a, g * exponent * a.data ** (exponent - 1))
     return Tensor.from_op(a.data ** exponent, (a,), backward)
 
 
@@ -160,10 +163,18 @@ def relu(a):
 
 
 def sigmoid(a):
-    out = 0.5 * (1 + np.tanh(0.5 * a.data))  # = 1/(1+e^-a) without overflow for large |a|
+    """1 / (1 + e^−a), computed from e = e^−|a| ≤ 1, which never overflows:
 
-    def backward(g):
-        accumulate_grad(a, g * out * (1 - out))
+        a ≥ 0:  1 / (1 + e)           a < 0:  e / (1 + e)   (the same value, multiplied by e^a / e^a)
+
+    Neither form overflows or subtracts nearly equal numbers, so both keep full relative precision. (The form
+    ½(1 + tanh(a/2)) cancels 1 against tanh ≈ −1: 1.7e-4 off at a = −30 and 0 below a ≈ −37 in float64.)
+    """
+    e = np.exp(-np.abs(a.data))
+    out = np.where(a.data >= 0, 1, e) / (1 + e)
+
+    def backward(g):  # σ'(a) = σ(a)·σ(−a) = e / (1 + e)²; out·(1 − out) would round to 0 for large a
+        accumulate_grad(a, g * e / (1 + e) ** 2)
     return Tensor.from_op(out, (a,), backward)
 
 
@@ -234,11 +245,14 @@ def flatten(a):
 
 
 def transpose(a, axes=None):
-    inverse = None if axes is None else np.argsort(axes)
+    """Permute the axes (reverse them when axes is None); backward applies the inverse permutation."""
+    out = np.transpose(a.data, axes)  # first, so a bad permutation is reported by NumPy as given
+    # argsort inverts a permutation of 0..ndim−1 only: (−1, 0, 1) must be read as (2, 0, 1) before sorting
+    inverse = None if axes is None else np.argsort([axis % a.ndim for axis in axes])
 
     def backward(g):
         accumulate_grad(a, np.transpose(g, inverse))
-    return Tensor.from_op(np.transpose(a.data, axes), (a,), backward)
+    return Tensor.from_op(out, (a,), backward)
 
 
 def getitem(a, index):

@@ -149,7 +149,13 @@ class Tensor:
     def mean(self, axis=None, keepdims=False): return _ops.mean(self, axis, keepdims)
     def max(self, axis=None, keepdims=False): return _ops.max(self, axis, keepdims)
     def reshape(self, *shape): return _ops.reshape(self, shape[0] if len(shape) == 1 else shape)
-    def transpose(self, *axes): return _ops.transpose(self, axes or None)
+
+    def transpose(self, *axes):
+        """t.transpose(1, 0) or t.transpose((1, 0)), as in NumPy; no axes (or None) reverses them."""
+        if len(axes) == 1 and (axes[0] is None or isinstance(axes[0], (tuple, list))):
+            axes = axes[0]
+        return _ops.transpose(self, tuple(axes) if axes else None)
+
     def exp(self): return _ops.exp(self)
     def log(self): return _ops.log(self)
     def abs(self): return _ops.abs(self)

@@ -77,9 +77,9 @@ ANNOTATION_SYMBOLS = {
 
 # Pseudo-annotation codes of the MIT annotation format.
 SKIP = 59  # the next 4 bytes are a 32-bit time step (high 16-bit word first)
-NUM = 60   # set the `number` field of this and the following annotations
-SUB = 61   # set the `subtype` field of the preceding annotation
-CHN = 62   # set the `channel` field of this and the following annotations
+NUM = 60   # set the `number` field of this and the following annotations (signed byte)
+SUB = 61   # set the `subtype` field of the preceding annotation (signed byte)
+CHN = 62   # set the `channel` field of this and the following annotations (unsigned byte)
 AUX = 63   # auxiliary text for the preceding annotation: low 8 bits = length, then the bytes, padded to even
 
 
@@ -128,9 +128,9 @@ class Annotations:
     sample: np.ndarray   # int64, sample index of each annotation
     code: np.ndarray     # int64, annotation code (see ANNOTATION_SYMBOLS)
     symbol: np.ndarray   # str, mnemonic of each code ("N", "L", "R", "V", "+", ...)
-    subtype: np.ndarray  # int64
-    channel: np.ndarray  # int64
-    number: np.ndarray   # int64
+    subtype: np.ndarray  # int64, -128..127 (a signed byte in WFDB; MIT-BIH: -1 marks an unreadable noise '~')
+    channel: np.ndarray  # int64, 0..255
+    number: np.ndarray   # int64, -128..127
     aux: tuple           # str per annotation ("" when absent), e.g. rhythm labels like "(N"
 
 
@@ -268,7 +268,8 @@ def read_annotations(path) -> Annotations:
 
     Walks the 16-bit words: an annotation word adds its 10-bit time step and starts a new annotation; SKIP adds a
     32-bit step (for gaps > 1023 samples); SUB and AUX attach to the annotation before them; NUM and CHN set a field
-    that later annotations keep until changed, as in the WFDB library. A 0 word (or the end of the data) stops.
+    that later annotations keep until changed, as in the WFDB library. Of their 10 bits only the low byte counts:
+    signed for SUB and NUM, unsigned for CHN (see `signed_byte`). A 0 word (or the end of the data) stops.
     """
     path = Path(path)
     if not path.is_file():
@@ -294,11 +295,11 @@ def read_annotations(path) -> Annotations:
             raise DataNotFoundError(f"annotation file {path} is corrupt: pseudo-annotation {code} comes "
                                     f"before any annotation")
         if code == SUB:
-            fields["subtype"][-1] = value
+            fields["subtype"][-1] = signed_byte(value)
         elif code == CHN:
-            channel = fields["channel"][-1] = value
+            channel = fields["channel"][-1] = value & 0xFF
         elif code == NUM:
-            number = fields["number"][-1] = value
+            number = fields["number"][-1] = signed_byte(value)
         elif code == AUX:
             length = value & 0xFF
             n_words = (length + 1) // 2
@@ -314,6 +315,17 @@ def read_annotations(path) -> Annotations:
         number=np.array(fields["number"], dtype=np.int64),
         aux=tuple(fields["aux"]),
     )
+
+
+def signed_byte(value: int) -> int:
+    """The low 8 bits of a SUB or NUM field as a two's-complement byte: 0x3FF -> -1, 0x07 -> 7.
+
+    The WFDB library keeps subtype and number in a `signed char` (channel in an `unsigned char`). Writing, it
+    stores the 10 low bits of that char sign-extended, so subtype -1 (e.g. an unreadable-noise `~` in MIT-BIH)
+    is on disk as 0x3FF = 1023; reading, it assigns the 10 bits to the char again, which keeps the low byte.
+    """
+    low = value & 0xFF
+    return low - 256 if low >= 128 else low
 
 
 def int32_from_pdp11_words(high: int, low: int) -> int:
