@@ -8,8 +8,9 @@ from minimal.kernels import lsnn as kernels
 RHO_V, RHO_B, B0, BETA, DAMPENING = np.exp(-1 / 20), np.exp(-1 / 98), 0.01, 2.0, 0.3
 
 
-def numpy_forward(x, w_in, w_rec, refractory):
-    """Eq. 3 one time step at a time, vectorised over batch and neurons. Returns V, B, z, m, each (N, T, H)."""
+def numpy_forward(x, w_in, w_rec, refractory, dropout_mask=True):
+    """Eq. 3 one time step at a time, vectorised over batch and neurons. Returns V, B, z, m, each (N, T, H).
+    dropout_mask (N, H) bool: False keeps that neuron silent (m = 0) at every step."""
     n_batch, n_steps, _ = x.shape
     n_hidden = w_rec.shape[0]
     v, b, z = (np.zeros((n_batch, n_hidden)) for _ in range(3))
@@ -20,7 +21,7 @@ def numpy_forward(x, w_in, w_rec, refractory):
         v = RHO_V * v + (1 - RHO_V) * (x[:, t] @ w_in + z @ w_rec) - z * threshold
         b = RHO_B * b + (1 - RHO_B) * z
         threshold = B0 + BETA * b
-        allowed = refractory_left == 0
+        allowed = (refractory_left == 0) & dropout_mask
         z = (allowed & (v > threshold)).astype(float)
         refractory_left = np.where(z > 0, refractory, np.maximum(refractory_left - 1, 0))
         for name, value in zip(trace, (v, threshold, z, allowed)):
@@ -62,9 +63,10 @@ def spiking_problem(n_batch, n_steps, n_inputs, n_hidden, seed):
     return x, w_in, w_rec
 
 
-def run_forward(x, w_in, w_rec, refractory, event_driven=True, keep_v=True):
+def run_forward(x, w_in, w_rec, refractory, event_driven=True, keep_v=True, dropout_mask=None):
     """The kernel's (V, B, z, ψ)."""
-    return kernels.lsnn_forward(x, w_in, w_rec, RHO_V, RHO_B, B0, BETA, DAMPENING, refractory, event_driven, keep_v)
+    return kernels.lsnn_forward(x, w_in, w_rec, RHO_V, RHO_B, B0, BETA, DAMPENING, refractory, event_driven, keep_v,
+                                dropout_mask)
 
 
 def run_backward(grad_spikes, x, w_in, w_rec, states, n_chunks, event_driven=True):
@@ -116,6 +118,25 @@ def test_backward_kernel_matches_numpy_bptt(shape, n_chunks):
         got = run_backward(grad_spikes, x, w_in, w_rec, states, min(n_chunks, shape[0]), event_driven)
         for name, g, want in zip(("x", "w_in", "w_rec"), got, expected):
             np.testing.assert_allclose(g, want, rtol=1e-9, atol=1e-12 * np.abs(want).max(), err_msg=name)
+
+
+@pytest.mark.parametrize("shape", SHAPES[1:])
+def test_dropout_mask_silences_neurons_in_forward_and_backward(shape):
+    """A dropped neuron is handled as always refractory: the kernels equal the NumPy loops given the same mask."""
+    x, w_in, w_rec = spiking_problem(*shape, seed=3 * sum(shape))
+    mask = np.random.default_rng(0).random((shape[0], shape[3])) >= 0.3
+    v, threshold, spikes, allowed = numpy_forward(x, w_in, w_rec, 2, mask)
+    states = run_forward(x, w_in, w_rec, 2, dropout_mask=mask)
+    for name, got, want in zip(("v", "threshold", "spikes", "surrogate"), states,
+                               (v, threshold, spikes, numpy_surrogate(v, threshold, allowed))):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14, err_msg=name)
+    assert np.all(states.rates[~mask] == 0) and states.rates[mask].mean() > 0.05
+    grad_spikes = np.random.default_rng(1).standard_normal(spikes.shape)
+    expected = numpy_backward(grad_spikes, x, w_in, w_rec, v, threshold, spikes, allowed)
+    for name, got, want in zip(("x", "w_in", "w_rec"), run_backward(grad_spikes, x, w_in, w_rec, states, 2), expected):
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12 * np.abs(want).max(), err_msg=name)
+    with pytest.raises(ValueError, match="dropout mask must have shape"):
+        run_forward(x, w_in, w_rec, 2, dropout_mask=mask[:1])
 
 
 def test_backward_accepts_a_gradient_broadcast_over_time():

@@ -137,3 +137,88 @@ def test_firing_rate_loss_is_the_squared_distance_to_10_hz():
     expected = 0.001 * np.mean((rates.mean(axis=0) - TARGET_RATE) ** 2)
     np.testing.assert_allclose(firing_rate_loss(Tensor(rates)).item(), expected, rtol=1e-12)
     assert TARGET_RATE == 0.01
+
+
+# ------------------------------------------------------------------------------------------------- dropout
+def dropout_model(n_inputs=2, n_hidden=12, p=0.5):
+    model = make_model(n_inputs, n_hidden)
+    model.dropout = p
+    return model
+
+
+def reference_spikes_with_dropout(model, x, rng):
+    """The reference path's spikes (N, T, H) under the dropout mask `model.dropout_mask` draws from rng."""
+    mask = model.dropout_mask(x.shape[0], rng)
+    w_rec = model.w_rec.data * model.off_diagonal
+    return model.reference_spikes(Tensor(x), model.w_in.data, w_rec, mask).data, mask
+
+
+def test_dropout_mask_is_one_per_sample_and_fixed_over_time():
+    model = dropout_model()
+    x = spiking_inputs(4, 30, 2)
+    spikes, mask = reference_spikes_with_dropout(model, x, np.random.default_rng(0))
+    assert mask.shape == (4, 12) and 0 < mask.mean() < 1
+    assert not (mask == mask[0]).all(), "each sample draws its own mask"
+    assert np.all(spikes[~mask[:, None, :].repeat(30, axis=1)] == 0), "a dropped neuron stays silent at every step"
+    spike_counts = spikes.sum(axis=1)
+    assert (spike_counts[mask] > 0).mean() > 0.5, "kept neurons still fire"
+    no_dropout, _ = reference_spikes_with_dropout(make_model(2, 12), x, np.random.default_rng(0))
+    assert (no_dropout.sum(axis=1)[~mask] > 0).any(), "the dropped neurons would have fired"
+
+
+@pytest.mark.parametrize("path", ["fused", "reference"])
+def test_dropout_only_in_training_with_an_rng(path):
+    model = dropout_model()
+    x = spiking_inputs(3, 20, 2)
+    plain = model(x, path=path).data
+    assert not np.allclose(model(x, path=path, rng=np.random.default_rng(0)).data, plain)
+    np.testing.assert_array_equal(model(x, path=path, rng=None).data, plain)
+    model.eval()
+    np.testing.assert_array_equal(model(x, path=path, rng=np.random.default_rng(0)).data, plain)
+
+
+def test_fused_path_equals_reference_path_with_the_same_dropout_mask():
+    """The same rng seed gives both paths the same mask: values and every gradient must agree."""
+    model = dropout_model(n_inputs=3, n_hidden=17, p=0.3)
+    x = spiking_inputs(5, 25, 3)
+    labels = np.arange(5) % 3
+    results = {}
+    for path in ("fused", "reference"):
+        model.zero_grad()
+        x_tensor = Tensor(x, requires_grad=True)
+        logits, rate_loss = model.logits_and_penalty(x_tensor, rng=np.random.default_rng(7)) if path == "fused" \
+            else model(x_tensor, path=path, return_rate_loss=True, rng=np.random.default_rng(7))
+        (ops.cross_entropy(logits, labels) + rate_loss).backward()
+        results[path] = {"logits": logits.data, "x": x_tensor.grad,
+                         **{name: p.grad.copy() for name, p in model.named_parameters()}}
+    for name, want in results["reference"].items():
+        assert np.abs(want).max() > 0, f"{name} should not vanish in this test"
+        assert_close(results["fused"][name], want, name)
+
+
+@pytest.mark.parametrize("path", ["fused", "reference"])
+def test_a_dropped_neuron_gets_no_input_gradient(path):
+    """One sample: the neurons its mask drops have zero spikes whatever their membrane does, so no gradient."""
+    model = dropout_model(n_hidden=16)
+    logits, rate_loss = model(spiking_inputs(1, 30, 2), path=path, return_rate_loss=True,
+                              rng=np.random.default_rng(2))
+    model.zero_grad()
+    (ops.cross_entropy(logits, np.array([1])) + rate_loss).backward()
+    mask = model.dropout_mask(1, np.random.default_rng(2))[0]
+    assert np.all(model.w_in.grad[:, ~mask] == 0) and np.abs(model.w_in.grad[:, mask]).max() > 0
+
+
+def test_dropout_gradient_of_the_readout_passes_gradcheck():
+    """With the mask fixed (same seed every call) the logits are smooth in W_out and b_out: finite differences
+    in float64 must match the backward pass through the masked rates."""
+    from minimal.autodiff.gradcheck import gradcheck
+    model = dropout_model(n_hidden=10)
+    x = spiking_inputs(4, 20, 2)
+
+    def logits(w_out, b_out):
+        return model(x, params={"w_out": w_out, "b_out": b_out}, path="reference", rng=np.random.default_rng(3))
+
+    gradcheck(logits, model.w_out.data, model.b_out.data)
+    mask = model.dropout_mask(4, np.random.default_rng(3))
+    rates = reference_spikes_with_dropout(model, x, np.random.default_rng(3))[0].mean(axis=1)
+    assert np.all(rates[~mask] == 0) and rates[mask].max() > 0

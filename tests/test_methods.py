@@ -176,3 +176,26 @@ def test_beta_in_one_graph_equals_natural_plus_beta_times_the_robust_gradient(mo
     assert loss == pytest.approx(natural_loss + 0.7 * robust_loss, rel=1e-10)
     for name in natural:
         np.testing.assert_allclose(together[name], natural[name] + 0.7 * robust[name], rtol=1e-8, atol=1e-12)
+
+
+def test_lsnn_dropout_trains_with_the_rate_regulariser_and_a_dropout_mask():
+    """On the LSNN, dropout at p = 0 is `standard` (its loss includes the firing-rate regulariser); at p = 0.3
+    the mask changes the loss and gradients, and the same seed repeats them."""
+    from minimal.nn.lsnn import LSNN
+    x = 2 * np.random.default_rng(0).standard_normal((6, 20, 2)).astype(np.float32)
+    y = np.arange(6) % 3
+
+    def lsnn():
+        return LSNN(np.random.default_rng(1), 2, 3, num_hidden=16)
+
+    standard_loss, expected = gradients_after(METHODS["standard"], lsnn(), x, y)
+    zero_loss, gradients = gradients_after(METHODS["dropout"], lsnn(), x, y, config={"dropout": 0.0})
+    assert zero_loss == pytest.approx(standard_loss, rel=1e-6)
+    for name in expected:
+        np.testing.assert_allclose(gradients[name], expected[name], rtol=1e-5, atol=1e-7)
+    loss, gradients = gradients_after(METHODS["dropout"], lsnn(), x, y, seed=4)
+    assert loss != pytest.approx(standard_loss, rel=1e-6)
+    again_loss, again = gradients_after(METHODS["dropout"], lsnn(), x, y, seed=4)
+    assert again_loss == loss
+    for name in gradients:
+        np.testing.assert_array_equal(again[name], gradients[name])

@@ -5,12 +5,14 @@ Per sample n, time step t = 0 … T−1 and neuron j (all states start at 0), wi
     V_t = ρ_V V_{t−1} + (1 − ρ_V)(x_t W_in + z_{t−1} W_rec) − z_{t−1} B_{t−1}   reset by subtracting B
     b_t = ρ_b b_{t−1} + (1 − ρ_b) z_{t−1}                                       adaptation (low-passed spikes)
     B_t = b0 + β b_t                                                            adaptive threshold
-    z_t = m_t · 1(V_t > B_t)                                                    spike; m_t = 1(r_t = 0)
+    z_t = m_t · 1(V_t > B_t)                                                    spike; m_t = 1(r_t = 0) · k
     r_{t+1} = refractory if z_t = 1 else max(r_t − 1, 0)                        refractory counter, r_0 = 0
 
 These are Eq. 3 with the time index of V and b shifted by one (the paper's V_{t+1} is our V_t), so that the input
 x_t can already cause the spike z_t. With refractory = 2, a neuron that spikes at t is silent at t+1 and t+2. The
-mask m_t is a constant for the backward pass: a refractory neuron's spike carries no gradient.
+mask m_t is a constant for the backward pass: a refractory neuron's spike carries no gradient. k (N, H) is the
+dropout mask, fixed over time: k = 0 silences a neuron for the whole sample, as if it were always refractory
+(k = 1 everywhere without dropout).
 
 Spikes are 0 or 1, which the kernels exploit ("event-driven"): z_{t−1} W_rec is the sum of the rows of W_rec of the
 neurons that spiked at t − 1, and in the backward pass only those rows of the W_rec gradient change. With
@@ -145,20 +147,27 @@ class ForwardStates(NamedTuple):
     rates: np.ndarray       # (N, H) firing rates r = mean_t z_t
 
 
-def lsnn_forward(x, w_in, w_rec, rho_v, rho_b, b0, beta, dampening, refractory, event_driven=True, keep_v=False):
+def lsnn_forward(x, w_in, w_rec, rho_v, rho_b, b0, beta, dampening, refractory, event_driven=True, keep_v=False,
+                 dropout_mask=None):
     """Run the LSNN over time for every sample (in parallel over the batch). All arrays of one float dtype.
 
     x     : (N, T, C_in) inputs
     w_in  : (C_in, H)    input weights
     w_rec : (H, H)       recurrent weights (zero diagonal), row k = the synapses leaving neuron k
+    dropout_mask : (N, H) bool, k: False silences that neuron in that sample at every step (None: all True)
     Returns ForwardStates (v, threshold, spikes, surrogate, rates); V_t only if keep_v (not writing it saves time).
     """
     n_batch, n_steps, n_hidden = x.shape[0], x.shape[1], w_rec.shape[0]
+    if dropout_mask is None:
+        dropout_mask = np.ones((n_batch, n_hidden), np.bool_)
+    dropout_mask = np.ascontiguousarray(dropout_mask, np.bool_)
+    if dropout_mask.shape != (n_batch, n_hidden):
+        raise ValueError(f"the dropout mask must have shape {(n_batch, n_hidden)}, got {dropout_mask.shape}")
     v_trace = np.empty((n_batch, n_steps if keep_v else 1, n_hidden), x.dtype)
     threshold, surrogate = (np.empty((n_batch, n_steps, n_hidden), x.dtype) for _ in range(2))
     spikes = np.empty((n_batch, n_steps, n_hidden), np.bool_)
     rates = np.empty((n_batch, n_hidden), x.dtype)
-    forward_kernel(x, w_in, w_rec, rho_v, rho_b, b0, beta, dampening, refractory, event_driven,
+    forward_kernel(x, w_in, w_rec, rho_v, rho_b, b0, beta, dampening, refractory, event_driven, dropout_mask,
                    v_trace, threshold, spikes, surrogate, rates)
     return ForwardStates(time_reversed(v_trace) if keep_v else None, time_reversed(threshold), time_reversed(spikes),
                          time_reversed(surrogate), rates)
@@ -170,7 +179,7 @@ def time_reversed(a):
 
 
 @njit(parallel=True, **KERNEL)
-def forward_kernel(x, w_in, w_rec, rho_v, rho_b, b0, beta, dampening, refractory, event_driven,
+def forward_kernel(x, w_in, w_rec, rho_v, rho_b, b0, beta, dampening, refractory, event_driven, dropout_mask,
                    v_trace, threshold, spikes, surrogate, rates):
     """lsnn_forward's loops; fills threshold, spikes, surrogate and v_trace, step t in row T − 1 − t, and rates.
     A v_trace with one time row instead of T keeps only the last V (cheaper than an `if` in the loop)."""
@@ -208,7 +217,7 @@ def forward_kernel(x, w_in, w_rec, rho_v, rho_b, b0, beta, dampening, refractory
                 v[j] = rho_v * v[j] + (one - rho_v) * synaptic[j] - z[j] * threshold_now[j]
                 b[j] = rho_b * b[j] + (one - rho_b) * z[j]
                 threshold_now[j] = b0 + beta * b[j]
-                allowed = refractory_left[j] == zero
+                allowed = (refractory_left[j] == zero) & dropout_mask[n, j]         # m_t
                 fires = allowed & (v[j] > threshold_now[j])
                 z[j] = fires
                 refractory_left[j] = refractory if fires else max(refractory_left[j] - one, zero)

@@ -16,6 +16,8 @@ cause the spike z_t):
 The spike's derivative is the surrogate of Eq. 4, ∂z_t/∂V_t = d·max(1 − |(V_t − B_t)/B_t|, 0) (ops.spike).
 W_rec's diagonal (a neuron's synapse onto itself) is fixed at 0: the forward pass multiplies W_rec by an
 off-diagonal mask, so the diagonal also gets zero gradient and never moves during training.
+Dropout (the paper's dropout baseline, only while training with an rng): m_t is also 0 for the neurons a mask k
+(N, H) drops, for the whole sample (`LSNN.dropout_mask` says why there).
 
 Two implementations of the same recurrence, tested equal (values and every gradient):
   path="reference"  step by step, the version to read next to Eq. 3. Written with `functional` (F): with Tensors
@@ -57,7 +59,7 @@ class LSNN(Module):
     """
 
     def __init__(self, rng, num_inputs, num_classes, num_hidden=256, dt=1.0, tau_mem=20.0, tau_adapt=98.0,
-                 beta=2.0, b0=0.01, refractory=2, dampening=0.3, dtype=np.float32):
+                 beta=2.0, b0=0.01, refractory=2, dampening=0.3, dropout=0.0, dtype=np.float32):
         self.w_in = Parameter((rng.standard_normal((num_inputs, num_hidden)) / np.sqrt(num_inputs)).astype(dtype))
         w_rec = rng.standard_normal((num_hidden, num_hidden)) / np.sqrt(num_hidden)
         np.fill_diagonal(w_rec, 0)
@@ -70,33 +72,52 @@ class LSNN(Module):
         self.rho_v, self.rho_b = float(np.exp(-dt / tau_mem)), float(np.exp(-dt / tau_adapt))
         self.beta, self.b0, self.refractory, self.dampening = beta, b0, refractory, dampening
         self.event_driven = True  # fused kernels skip the work on silent neurons; False: dense (for the benchmark)
+        self.dropout = dropout    # probability of silencing a hidden neuron for a whole sample while training
 
-    def forward(self, x, params=None, path="fused", return_rate_loss=False):
+    def forward(self, x, params=None, path="fused", return_rate_loss=False, rng=None):
         """Logits (N, classes) for inputs x (N, T, C_in).
 
         params           : optional name -> tensor overrides (Θ* or a mismatch draw), or Intervals (IBP, with
                            path="reference"; the logits are then Intervals); the model is not changed
         path             : "fused" (numba kernels) or "reference" (composed ops); same result
         return_rate_loss : also return the firing-rate regulariser, for `loss = cross_entropy + rate_loss`
+        rng              : np.random.Generator for the dropout mask; without it (or in eval mode) no dropout
         """
         p = self.checked_parameters(params)
         x = self.checked_input(x)
         w_rec = F.mul(p["w_rec"], self.off_diagonal)
+        dropout_mask = self.dropout_mask(x.shape[0], rng)
         if path == "fused":
             if F.has_interval(x, *p.values()):
                 raise ValueError("the fused LSNN kernel computes with points only; use path='reference' for "
                                  "Interval inputs or parameters")
-            rates = self.fused_rates(x, p["w_in"], w_rec)
+            rates = self.fused_rates(x, p["w_in"], w_rec, dropout_mask)
         elif path == "reference":
-            rates = F.mean(self.reference_spikes(x, p["w_in"], w_rec), axis=1)
+            rates = F.mean(self.reference_spikes(x, p["w_in"], w_rec, dropout_mask), axis=1)
         else:
             raise ValueError(f"unknown LSNN path {path!r}; choose 'fused' or 'reference'")
         logits = F.linear(rates, p["w_out"], p["b_out"])
         return (logits, firing_rate_loss(rates)) if return_rate_loss else logits
 
-    def logits_and_penalty(self, x, params=None):
-        """Logits and the firing-rate regulariser, the two parts of the LSNN's training loss."""
-        return self(x, params, return_rate_loss=True)
+    def logits_and_penalty(self, x, params=None, rng=None):
+        """Logits and the firing-rate regulariser, the two parts of the LSNN's training loss (rng: dropout)."""
+        return self(x, params, return_rate_loss=True, rng=rng)
+
+    def dropout_mask(self, n_batch, rng):
+        """k (N, H) bool, False for the neurons dropped in each sample; None when there is no dropout (no rng,
+        eval mode, or p = 0).
+
+        Where: on the spikes, inside the recurrence, as the authors' code does (BPTT-Lipschitzness, RNN_Jax.py:
+        z_t = mask · m_t · spike). A dropped neuron is silent for the whole sample: its spikes reach neither the
+        other neurons nor the readout, and it is not reset or adapted. One mask per sample, held fixed over time
+        (variational dropout, Gal & Ghahramani 2016): a fresh mask at every step would only add fast noise, which
+        the membranes' low-pass (τ_mem = 20 steps) averages away; the authors draw one mask per minibatch,
+        shared by its samples. The spikes are not scaled by 1/(1 − p) (they stay 0 or 1: the reset z·B and the
+        adaptation need binary spikes), so at evaluation all neurons fire, as in the authors' code.
+        """
+        if rng is None or not self.training or self.dropout == 0:
+            return None
+        return rng.random((n_batch, self.num_hidden)) >= self.dropout
 
     def checked_parameters(self, overrides):
         """name -> tensor with the overrides applied, after checking every shape (the kernels do not check)."""
@@ -114,8 +135,8 @@ class LSNN(Module):
         return x
 
     # ------------------------------------------------------------------------------------------- reference path
-    def reference_spikes(self, x, w_in, w_rec):
-        """Spikes z (N, T, H) of Eq. 3, one time step at a time.
+    def reference_spikes(self, x, w_in, w_rec, dropout_mask=None):
+        """Spikes z (N, T, H) of Eq. 3, one time step at a time (dropout_mask: see `dropout_mask`).
 
         With Tensors every line is an autodiff op (BPTT = the engine's backward). With Intervals every state is an
         interval holding its value in every network of the weight box, and the same lines bound it:
@@ -146,13 +167,15 @@ class LSNN(Module):
             b = self.rho_b * b + (1 - self.rho_b) * z
             threshold = self.b0 + self.beta * b
             allowed = F.equal(refractory_left, 0)                               # m_t = 1(r_t = 0): no gradient
+            if dropout_mask is not None:
+                allowed = allowed * dropout_mask                                # … times k: dropped neurons silent
             z = F.spike(v, threshold, self.dampening) * allowed
             refractory_left = F.where(z, self.refractory, F.relu(refractory_left - 1))   # r_{t+1}
             spikes.append(F.reshape(z, (n_batch, 1, self.num_hidden)))
         return F.concatenate(spikes, axis=1)
 
     # ------------------------------------------------------------------------------------------- fused path
-    def fused_rates(self, x, w_in, w_rec):
+    def fused_rates(self, x, w_in, w_rec, dropout_mask=None):
         """The firing rates r = mean_t z_t (N, H) from one op: the numba forward kernel (which also averages over
         time), with the BPTT kernel as its backward. The average is part of the op so that its gradient
         ∂E/∂z_t = ∂E/∂r / T reaches the kernel as a broadcast view of ∂E/∂r (N, H). As separate ops (spikes, then
@@ -160,7 +183,7 @@ class LSNN(Module):
         2 ms to make contiguous for the kernel."""
         x, w_in, w_rec = (ops.as_tensor(a) for a in (x, w_in, w_rec))
         arrays = contiguous_common_dtype(x.data, w_in.data, w_rec.data)
-        states = self.run_kernel(*arrays)
+        states = self.run_kernel(*arrays, dropout_mask=dropout_mask)
         n_batch, n_steps, _ = states.spikes.shape
         c = self.kernel_constants(states.threshold.dtype)
 
@@ -175,12 +198,12 @@ class LSNN(Module):
             accumulate_grad(w_rec, grad_w_rec)
         return Tensor.from_op(states.rates, (x, w_in, w_rec), backward)
 
-    def run_kernel(self, x, w_in, w_rec, keep_v=False):
+    def run_kernel(self, x, w_in, w_rec, keep_v=False, dropout_mask=None):
         """The forward kernel on arrays: kernels.ForwardStates (V if keep_v, B, z, ψ = ∂z/∂V, the rates r)."""
         x, w_in, w_rec = contiguous_common_dtype(x, w_in, w_rec)
         c = self.kernel_constants(x.dtype)
         return kernels.lsnn_forward(x, w_in, w_rec, c["rho_v"], c["rho_b"], c["b0"], c["beta"], c["dampening"],
-                                    self.refractory, self.event_driven, keep_v)
+                                    self.refractory, self.event_driven, keep_v, dropout_mask)
 
     def kernel_constants(self, dtype):
         """ρ_V, ρ_b, b0, β, d as scalars of the data's dtype (so float32 arrays stay float32 inside the kernels)."""

@@ -53,10 +53,10 @@ class Module:
     def forward(self, *args, **kwargs):
         raise NotImplementedError
 
-    def logits_and_penalty(self, x, params=None):
+    def logits_and_penalty(self, x, params=None, **forward_options):
         """The logits and the model's own activity penalty for the training loss (none here: 0; the LSNN adds
-        its firing-rate regulariser)."""
-        return self(x, params), 0.0
+        its firing-rate regulariser). forward_options go to forward, e.g. rng for dropout."""
+        return self(x, params, **forward_options), 0.0
 
     def named_parameters(self, prefix=""):
         """Yield (name, Parameter) for this module and its sub-modules, in the order they were assigned."""

@@ -11,7 +11,7 @@ paper), else METHOD_DEFAULTS.
                          train_noise=layer_max: Θ + η·max|Θ|·N(0, 1) per tensor (Joshi et al. 2020, PCM section)
     beta                 the paper: L_nat(Θ) + β_rob · KL(f(Θ, X) ‖ f(A(Θ), X)), A = Algorithm 1's attack
     forward_noise_beta   both: L_nat with forward noise, plus β_rob · L_rob at the clean Θ
-    dropout              L_nat with dropout (p = 0.3) on the hidden dense layers
+    dropout              L_nat with dropout (p = 0.3): CNN on the hidden dense layers, LSNN on the hidden neurons
     awp                  adversarial weight perturbation (Wu et al. 2020): gradient of L_nat at the PGA point
     amp                  adversarial model perturbation (Zheng et al. 2020): same, l2-ball adversary
     abcd                 adversarial block coordinate descent (Cicek & Soatto 2019)
@@ -156,7 +156,8 @@ def dropout(model, x, y, rng, config):
         raise ValueError(f"the dropout method needs a model with a dropout option (e.g. CNN(rng, dropout=0.3)); "
                          f"{type(model).__name__} has none")
     model.dropout = hyperparameters("dropout", config)["dropout"]  # the rate lives on the model, used by forward
-    loss = cross_entropy_loss(model(Tensor(x), rng=rng), y)
+    logits, penalty = model.logits_and_penalty(Tensor(x), rng=rng)
+    loss = cross_entropy_loss(logits, y) + penalty
     model.zero_grad()
     loss.backward()
     return loss.item()
