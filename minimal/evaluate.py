@@ -39,19 +39,19 @@ from multiprocessing import get_context
 
 import numpy as np
 from scipy.stats import mannwhitneyu
-from tqdm import tqdm
 
 from . import plots
 from .data.common import DataNotFoundError, Split, fixed_subset, iterate_minibatches
-from .io import atomic_save_json, format_table, write_csv
+from .io import atomic_save_json, atomic_write_bytes, format_table, markdown_table, write_csv
 from .metrics import accuracy, mean_cross_entropy, predict_logits
 from .nn.lsnn import LSNN
 from .pcm import PCMModel
 from .robust.attack import cross_entropy_objective, kl_objective, pga_attack, random_box_attack
 from .robust.ibp import main_ibp
 from .robust.mismatch import NOISE_MODELS, mismatch_draws, parameter_arrays
-from .tasks import TASKS, CheckpointError, load_trained_model
-from .train import OneLineErrorParser, nonnegative_float, positive_float, positive_int
+from .tasks import TASKS, CheckpointError, check_one_task, load_trained_model
+from .cli import (OneLineErrorParser, add_list_option, check_writable_folder, nonnegative_float,
+                  nonnegative_int, positive_float, positive_int, progress_bar, run_reporting_errors)
 
 EXIT_ERROR = 1
 MISMATCH_ZETAS = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7)           # Table 1
@@ -82,6 +82,7 @@ class Checkpoint:
 def load_checkpoints(args):
     """Every --checkpoint with its label and evaluation split; each data set is loaded once per task and seed."""
     loaded = [(folder, *load_trained_model(folder)) for folder in args.checkpoint]
+    check_one_task([meta for _, _, meta in loaded], args.checkpoint)
     pool = getattr(args, "pool", False)  # mismatch --pool: one row per label, the draws of its checkpoints together
     labels = args.label or [meta["method"] if pool else f"{meta['method']} seed {meta['seed']}"
                             for _, _, meta in loaded]
@@ -125,8 +126,8 @@ def mismatch_accuracies(model, split, zeta, num_draws, rng, batch_size=500, desc
     noise: one of mismatch.NOISE_MODELS (Eq. 1 by default; "layer_max" for the Gaussian noise of Fig. 5).
     """
     num_draws = 1 if zeta == 0 else num_draws
-    draws = tqdm(mismatch_draws(model, zeta, num_draws, rng, noise=noise), total=num_draws, desc=desc, unit="draw",
-                 leave=False)
+    draws = progress_bar(mismatch_draws(model, zeta, num_draws, rng, noise=noise), total=num_draws, desc=desc,
+                         unit="draw")
     return np.array([accuracy(model, split, batch_size, draw) for draw in draws])
 
 
@@ -139,6 +140,15 @@ def summarise(accuracies):
 def format_cell(summary):
     """'mean ± std (min)' with two decimals, e.g. '91.77 ± 0.12 (91.29)'."""
     return f"{summary['mean']:.2f} ± {summary['std']:.2f} ({summary['min']:.2f})"
+
+
+def table1_numeric_rows(summaries, zetas, draws):
+    """Table 1 for mismatch.csv, as numbers: per checkpoint the number of draws per ζ > 0, then the mean, std and
+    min (%) at every ζ, each in a column of its own (so the file loads as numbers)."""
+    header = ["checkpoint", "draws"] + [f"{stat} ζ = {zeta:g}" for zeta in zetas for stat in ("mean", "std", "min")]
+    return [header] + [[label, str(draws[label])] + [f"{cells[zeta][stat]:.4f}" for zeta in zetas
+                                                      for stat in ("mean", "std", "min")]
+                       for label, cells in summaries.items()]
 
 
 def table1_rows(summaries, zetas):
@@ -260,6 +270,7 @@ def run_mismatch(args):
     accuracies = pooled_rows(checkpoints, cells)
     summaries = {label: {zeta: summarise(draws) for zeta, draws in row.items()} for label, row in accuracies.items()}
     rows = table1_rows(summaries, args.zetas)
+    draws = {label: max(len(row[zeta]) for zeta in row) for label, row in accuracies.items()}
     instances = " (the draws of all checkpoints with the same label pooled)" if args.pool else ""
     print(f"Table 1: {args.split} accuracy (%) under {NOISE_DESCRIPTIONS[args.noise]}, mean ± std (min) over "
           f"{args.draws} draws (ζ = 0: one) per checkpoint{instances}")
@@ -278,14 +289,18 @@ def run_mismatch(args):
                           for zeta, draws in row.items()]} for label, row in accuracies.items()]
     cell_seconds = sum(cell["seconds_per_draw"] * len(cell["accuracies"]) for row in cells
                        for cell in row.values())   # including cells computed by an earlier run
-    write_outputs(args.out, "mismatch", rows, {"figure": NOISE_FIGURES[args.noise], "noise": args.noise,
+    write_outputs(args.out, "mismatch", rows, numeric_rows=table1_numeric_rows(summaries, args.zetas, draws),
+                  record={"figure": NOISE_FIGURES[args.noise], "noise": args.noise,
                                                "split": args.split, "draws": args.draws, "seed": args.seed,
                                                "zetas": args.zetas, "pooled": args.pool,
                                                "cell_seconds": round(cell_seconds, 1), "table": table,
                                                "checkpoints": results})
     write_u_tests(args.out, accuracies, args.zetas)
+    samples = ", ".join(sorted({str(len(checkpoint.split)) for checkpoint in checkpoints}))
     plots.plot_mismatch_boxes(accuracies, os.path.join(args.out, "mismatch.png"),
-                              f"{NOISE_FIGURES[args.noise]}: test accuracy under {NOISE_DESCRIPTIONS[args.noise]}")
+                              f"{NOISE_FIGURES[args.noise]}: {args.split} accuracy under "
+                              f"{NOISE_DESCRIPTIONS[args.noise]}\n{max(draws.values())} draws per ζ > 0 and row, "
+                              f"{samples} samples")
 
 
 def u_test_p_values(accuracies, zetas):
@@ -311,7 +326,7 @@ def write_u_tests(folder, accuracies, zetas):
              for first, second in pairs]
     print("Mann–Whitney U test of the draws, two-sided p-values:")
     print(format_table(rows))
-    write_outputs(folder, "mismatch_u_test", rows, {"test": "Mann–Whitney U, two-sided", "p_values": [
+    write_outputs(folder, "mismatch_u_test", rows, record={"test": "Mann–Whitney U, two-sided", "p_values": [
         {"first": first, "second": second, "zeta": zeta, "p": p} for first, second, zeta, p in tests]}, figure=False)
 
 
@@ -354,7 +369,7 @@ def attack_sweep(checkpoint, args):
     accuracies = {attack: np.zeros((len(args.zetas), args.repeats)) for attack in args.attacks}
     cells = [(attack, k, repeat)
              for attack in args.attacks for k in range(len(args.zetas)) for repeat in range(args.repeats)]
-    for attack, k, repeat in tqdm(cells, desc=checkpoint.label, unit="attack", leave=False):
+    for attack, k, repeat in progress_bar(cells, desc=checkpoint.label, unit="attack"):
         rng = generator(args.seed, list(ATTACKS).index(attack), args.zetas[k], repeat)
         accuracies[attack][k, repeat] = attacked_accuracy(checkpoint.model, checkpoint.split, attack, args.zetas[k],
                                                           rng, args.batch_size, args.num_steps, args.epsilon)
@@ -367,21 +382,24 @@ def run_attack(args):
     rows = [["checkpoint", "attack"] + [f"ζ = {zeta:g}" for zeta in args.zetas]]
     rows += [[label, attack] + [f"{100 * mean:.2f}" for mean in accuracies.mean(axis=1)]
              for label, sweep in sweeps.items() for attack, accuracies in sweep.items()]
-    print(f"Fig. 3 / S3 / S5c: {args.split} accuracy (%) after the attack, Θ* computed per minibatch of "
-          f"{args.batch_size} samples, mean over {args.repeats} repeat(s)")
+    samples = min(len(checkpoint.split) for checkpoint in checkpoints)
+    minibatch = min(args.batch_size, samples)      # a split smaller than --batch-size is attacked in one piece
+    caption = (f"{args.split} accuracy (%) after the attack, Θ* computed per minibatch of {minibatch} of the "
+               f"{samples} samples, mean over {args.repeats} repeat(s)")
+    print(f"Fig. 3 / S3 / S5c: {caption}")
     print(format_table(rows))
     results = [{**checkpoint_record(checkpoint), "results": [
         {"attack": attack, "zeta": zeta, "accuracies": accuracies[k].tolist(), "mean": float(accuracies[k].mean()),
          "std": float(accuracies[k].std())}
         for attack, accuracies in sweeps[checkpoint.label].items() for k, zeta in enumerate(args.zetas)]}
         for checkpoint in checkpoints]
-    write_outputs(args.out, "attack", rows, {
+    write_outputs(args.out, "attack", rows, record={
         "figure": "Fig. 3, S3, S5c", "split": args.split, "seed": args.seed, "zetas": args.zetas,
         "attack_batch_size": args.batch_size, "num_steps": args.num_steps, "epsilon": args.epsilon,
         "repeats": args.repeats, "checkpoints": results})
     curves = {label: {ATTACKS[attack]: accuracies.mean(axis=1) for attack, accuracies in sweep.items()}
               for label, sweep in sweeps.items()}
-    plots.plot_attack_curves(args.zetas, curves, os.path.join(args.out, "attack.png"))
+    plots.plot_attack_curves(args.zetas, curves, os.path.join(args.out, "attack.png"), subtitle=caption)
 
 
 # ---------------------------------------------------------------------------------------------------- landscape
@@ -397,7 +415,7 @@ def loss_along(model, split, direction, alphas, batch_size=500, desc=None):
     return np.array([
         mean_cross_entropy(model, split, batch_size,
                            {name: (theta[name] + alpha * v).astype(v.dtype) for name, v in direction.items()})
-        for alpha in tqdm(alphas, desc=desc, unit="α", leave=False)])
+        for alpha in progress_bar(alphas, desc=desc, unit="α")])
 
 
 def landscape_slope(alphas, losses):
@@ -435,10 +453,13 @@ def run_landscape(args):
     results = [{**checkpoint_record(checkpoint), "losses": losses[checkpoint.label].tolist(),
                 "slopes": slopes[checkpoint.label], "slope_mean": float(np.mean(slopes[checkpoint.label])),
                 "slope_std": float(np.std(slopes[checkpoint.label]))} for checkpoint in checkpoints]
-    write_outputs(args.out, "landscape", rows, {"figure": "Fig. 1, S2, Table S1", "split": args.split,
+    write_outputs(args.out, "landscape", rows, record={"figure": "Fig. 1, S2, Table S1", "split": args.split,
                                                 "seed": args.seed, "zeta": args.zeta, "alphas": alphas.tolist(),
                                                 "checkpoints": results})
-    plots.plot_landscape(alphas, losses, os.path.join(args.out, "landscape.png"))
+    samples = min(len(checkpoint.split) for checkpoint in checkpoints)
+    plots.plot_landscape(alphas, losses, os.path.join(args.out, "landscape.png"),
+                         subtitle=f"{args.repeats} directions v = |Θ|·{args.zeta:g}·N(0, 1), {samples} "
+                                  f"{args.split} samples")
 
 
 # ---------------------------------------------------------------------------------------------------- membrane
@@ -464,17 +485,35 @@ def membrane_histogram(model, split, bin_edges, batch_size=250):
             "outside": 1 - counts.sum() / total}
 
 
+MEMBRANE_PERCENTILES = (0.5, 99.5)
+MEMBRANE_RANGE_SAMPLES = 200
+
+
+def membrane_range(checkpoints, batch_size):
+    """The histogram range that shows the data: the MEMBRANE_PERCENTILES of (V − B)/B over every checkpoint, on
+    a fixed subset of MEMBRANE_RANGE_SAMPLES samples each (widened to include the band |(V − B)/B| < 1)."""
+    values = []
+    for checkpoint in checkpoints:
+        subset = fixed_subset(checkpoint.split, MEMBRANE_RANGE_SAMPLES)
+        for start in range(0, len(subset), batch_size):
+            state = checkpoint.model.record_state(subset.x[start:start + batch_size])
+            values.append(((state["v"] - state["threshold"]) / state["threshold"]).ravel())
+    low, high = np.percentile(np.concatenate(values), MEMBRANE_PERCENTILES)
+    return min(float(low), -1.0), max(float(high), 1.0)
+
+
 def run_membrane(args):
     checkpoints = load_checkpoints(args)
     for checkpoint in checkpoints:
         if not isinstance(checkpoint.model, LSNN):
             raise EvaluationError(f"membrane potentials need an LSNN; {checkpoint.folder} holds a "
                                   f"{type(checkpoint.model).__name__} ({checkpoint.meta['task']} task)")
-    bin_edges = np.linspace(args.range[0], args.range[1], args.bins + 1)
+    low, high = args.range or membrane_range(checkpoints, args.batch_size)
+    bin_edges = np.linspace(low, high, args.bins + 1)
     histograms = {checkpoint.label: membrane_histogram(checkpoint.model, checkpoint.split, bin_edges, args.batch_size)
-                  for checkpoint in tqdm(checkpoints, unit="checkpoint", leave=False)}
+                  for checkpoint in progress_bar(checkpoints, unit="checkpoint")}
     print(f"Fig. S10: membrane potentials (V − B)/B on the {args.split} split")
-    header = ["checkpoint", "near threshold |(V−B)/B| < 1", f"outside [{args.range[0]:g}, {args.range[1]:g}]"]
+    header = ["checkpoint", "near threshold |(V−B)/B| < 1", f"outside [{low:.3g}, {high:.3g}]"]
     print(format_table([header] + [[label, f"{100 * h['near_threshold']:.2f} %", f"{100 * h['outside']:.2f} %"]
                                    for label, h in histograms.items()]))
     rows = [["bin from", "bin to"] + list(histograms)]
@@ -482,20 +521,19 @@ def run_membrane(args):
              for k in range(args.bins)]
     results = [{**checkpoint_record(checkpoint), **histograms[checkpoint.label],
                 "density": histograms[checkpoint.label]["density"].tolist()} for checkpoint in checkpoints]
-    write_outputs(args.out, "membrane", rows, {"figure": "Fig. S10", "split": args.split, "quantity": "(V - B) / B",
+    write_outputs(args.out, "membrane", rows, record={"figure": "Fig. S10", "split": args.split, "quantity": "(V - B) / B",
                                                "bin_edges": bin_edges.tolist(), "checkpoints": results})
     densities = {f"{label} ({100 * h['near_threshold']:.0f}% near threshold, {100 * h['outside']:.0f}% outside "
                  f"the plot)": h["density"] for label, h in histograms.items()}
     plots.plot_membrane_histogram(bin_edges, densities, os.path.join(args.out, "membrane.png"))
 
 
-# ---------------------------------------------------------------------------------------------------- ibp
 # ---------------------------------------------------------------------------------------------------- pcm
 def pcm_accuracies(checkpoint, times, repeats, seed, batch_size):
     """accuracies (repeats, times): each repeat programs a new simulated chip (programming noise and drift
     exponents drawn once) and reads that same chip at every time since programming, as one device would age."""
     accuracies = np.empty((repeats, len(times)))
-    for repeat in tqdm(range(repeats), desc=f"{checkpoint.label}: PCM chips", unit="chip", leave=False):
+    for repeat in progress_bar(range(repeats), desc=f"{checkpoint.label}: PCM chips", unit="chip"):
         rng = generator(seed, repeat)
         chip = PCMModel(checkpoint.model, rng)
         for column, t in enumerate(times):
@@ -518,6 +556,8 @@ def run_pcm(args):
         raise EvaluationError(f"pcm simulates dense and conv layers (the CNN, ResNet-32); {spiking[0]} is an LSNN, "
                               f"whose fused recurrent kernel does not run on simulated crossbars")
     rows = [["checkpoint", "floating point"] + [f"t = {format_time(t)}" for t in args.times]]
+    numeric_rows = [["checkpoint", "floating point"] + [f"{stat} t = {format_time(t)}" for t in args.times
+                                                        for stat in ("mean", "std", "min")]]
     results, curves, float_accuracies = [], {}, {}
     for checkpoint in checkpoints:
         start = time.perf_counter()
@@ -527,6 +567,8 @@ def run_pcm(args):
         summaries = [summarise(accuracies[:, column]) for column in range(len(args.times))]
         rows.append([checkpoint.label, f"{100 * float_accuracies[checkpoint.label]:.2f}"]
                     + [format_cell(summary) for summary in summaries])
+        numeric_rows.append([checkpoint.label, f"{100 * float_accuracies[checkpoint.label]:.4f}"]
+                            + [f"{summary[stat]:.4f}" for summary in summaries for stat in ("mean", "std", "min")])
         curves[checkpoint.label] = (accuracies.mean(axis=0), accuracies.std(axis=0))
         results.append({**checkpoint_record(checkpoint), "float_accuracy": float_accuracies[checkpoint.label],
                         "seconds": seconds, "results": [
@@ -536,37 +578,29 @@ def run_pcm(args):
               f"samples in {seconds:.0f} s")
     print(f"Fig. 4: {args.split} accuracy (%) on simulated PCM, mean ± std (min) over {args.repeats} chips")
     print(format_table(rows))
-    write_outputs(args.out, "pcm", rows, {"figure": "Fig. 4", "split": args.split, "repeats": args.repeats,
+    write_outputs(args.out, "pcm", rows, numeric_rows=numeric_rows, record={"figure": "Fig. 4", "split": args.split, "repeats": args.repeats,
                                           "seed": args.seed, "times": args.times, "checkpoints": results})
     plots.plot_pcm_drift(args.times, curves, float_accuracies, os.path.join(args.out, "pcm.png"))
 
 
 # ---------------------------------------------------------------------------------------------------- output
-def write_outputs(folder, name, rows, record, figure=True):
-    """<folder>/<name>.csv (rows of cells) and <folder>/<name>.json (record), each written atomically; the caller
-    draws <name>.png if there is a figure."""
-    write_csv(folder, name, rows)
+def write_outputs(folder, name, rows, record, numeric_rows=None, figure=True):
+    """<folder>/<name>.csv, <folder>/<name>.md (the printed table, rows of strings, as Markdown) and
+    <folder>/<name>.json (record), each written atomically; the caller draws <name>.png if there is a figure.
+    The CSV holds numeric_rows when the printed cells combine several numbers ('mean ± std (min)'), else rows."""
+    write_csv(folder, name, numeric_rows or rows)
+    atomic_write_bytes(os.path.join(folder, name + ".md"), (markdown_table(rows) + "\n").encode("utf-8"))
     atomic_save_json(os.path.join(folder, name + ".json"), record)
-    print(f"wrote {os.path.join(folder, name)}.csv, .json" + (" and .png" if figure else ""))
+    print(f"wrote {os.path.join(folder, name)}.csv, .md, .json" + (" and .png" if figure else ""))
 
 
 # ---------------------------------------------------------------------------------------------------- command line
-def nonnegative_int(text):
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be an integer ≥ 0, got {text}")
+def seconds(text):
+    """A time since programming in seconds: finite and ≥ 0."""
+    value = float(text)
+    if not np.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"times must be finite and ≥ 0 seconds, got {text}")
     return value
-
-
-def seconds_list(text):
-    """'25,3600,86400' -> [25.0, 3600.0, 86400.0]: times ≥ 0, sorted."""
-    try:
-        values = sorted(float(part) for part in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be comma-separated numbers of seconds, got {text}") from None
-    if not values or values[0] < 0 or not np.all(np.isfinite(values)):
-        raise argparse.ArgumentTypeError(f"times must be finite and ≥ 0, got {text}")
-    return values
 
 
 def add_common_options(parser, batch_size, batch_help):
@@ -596,8 +630,8 @@ def build_parser():
 
     mismatch = commands.add_parser("mismatch", help="Table 1, Fig. 2: accuracy under mismatch Θ·(1 + ζ·N(0, 1))")
     add_common_options(mismatch, 500, forward_batch)
-    mismatch.add_argument("--zetas", type=nonnegative_float, nargs="+", default=MISMATCH_ZETAS, metavar="ζ",
-                          help="mismatch levels (default: %(default)s)")
+    add_list_option(mismatch, "--zetas", nonnegative_float, default=MISMATCH_ZETAS, metavar="ζ",
+                    help="mismatch levels, space- or comma-separated (default: %(default)s)")
     mismatch.add_argument("--draws", type=positive_int, default=100,
                           help="mismatch draws (simulated chips) per ζ > 0 (default: 100, as the paper)")
     mismatch.add_argument("--noise", choices=sorted(NOISE_MODELS), default="relative",
@@ -614,11 +648,11 @@ def build_parser():
     attack = commands.add_parser("attack",
                                  help="Fig. 3, S3, S5c: accuracy after the PGA weight attack and a random one")
     add_common_options(attack, 1000, "samples per attacked minibatch: each minibatch gets its own Θ*")
-    attack.add_argument("--zetas", type=nonnegative_float, nargs="+", default=ATTACK_ZETAS, metavar="ζ",
-                        help="attack sizes: the box |Θ* − Θ| ≤ ζ|Θ| (default: %(default)s)")
-    attack.add_argument("--attacks", nargs="+", choices=list(ATTACKS), default=list(ATTACKS),
-                        help="pga-ce: PGA on the cross-entropy (Fig. 3); pga-kl: PGA on the KL boundary loss "
-                             "(Fig. S3); random: a random corner of the box (Fig. S5c) (default: all three)")
+    add_list_option(attack, "--zetas", nonnegative_float, default=ATTACK_ZETAS, metavar="ζ",
+                    help="attack sizes: the box |Θ* − Θ| ≤ ζ|Θ|, space- or comma-separated (default: %(default)s)")
+    add_list_option(attack, "--attacks", str, choices=list(ATTACKS), default=list(ATTACKS), metavar="ATTACK",
+                    help="pga-ce: PGA on the cross-entropy (Fig. 3); pga-kl: PGA on the KL boundary loss (Fig. S3); "
+                         "random: a random corner of the box (Fig. S5c) (default: all three)")
     attack.add_argument("--repeats", type=positive_int, default=1,
                         help="repeats with other seeds, averaged (default: 1)")
     attack.add_argument("--num-steps", type=positive_int, default=10, help="PGA steps N_steps (default: 10)")
@@ -637,14 +671,15 @@ def build_parser():
     membrane = commands.add_parser("membrane", help="Fig. S10: LSNN membrane potentials relative to the threshold")
     add_common_options(membrane, 250, forward_batch)
     membrane.add_argument("--bins", type=positive_int, default=96, help="histogram bins (default: 96)")
-    membrane.add_argument("--range", type=float, nargs=2, default=(-6.0, 6.0), metavar=("LOW", "HIGH"),
-                          help="histogram range of (V − B)/B; values outside are counted but not drawn "
-                               "(default: -6 6)")
+    membrane.add_argument("--range", type=float, nargs=2, metavar=("LOW", "HIGH"),
+                          help="histogram range of (V − B)/B; values outside are counted but not drawn (default: "
+                               f"from the data, the {MEMBRANE_PERCENTILES[0]:g}th to {MEMBRANE_PERCENTILES[1]:g}th "
+                               "percentile of all checkpoints' values)")
 
     pcm = commands.add_parser("pcm", help="Fig. 4: accuracy on simulated PCM hardware over time since programming")
     add_common_options(pcm, 200, forward_batch)
-    pcm.add_argument("--times", type=seconds_list, default=PCM_TIMES, metavar="T1,T2,…",
-                     help="seconds since programming, comma-separated (default: 25 s, 1 h, 1 d, 30 d, 1 y)")
+    add_list_option(pcm, "--times", seconds, default=PCM_TIMES, metavar="T",
+                    help="seconds since programming, space- or comma-separated (default: 25 s, 1 h, 1 d, 30 d, 1 y)")
     pcm.add_argument("--repeats", type=positive_int, default=25,
                      help="simulated chips per network, each programmed anew (default: 25, as the paper)")
 
@@ -662,9 +697,11 @@ def check_arguments(parser, args, unknown):
                      f"{len(args.checkpoint)} checkpoints")
     if hasattr(args, "zetas"):
         args.zetas = sorted(set(args.zetas))
+    if hasattr(args, "times"):
+        args.times = sorted(set(args.times))
     if args.command == "landscape" and args.num_alphas < 2:
         parser.error(f"--num-alphas must be at least 2 (a slope needs two points), got {args.num_alphas}")
-    if args.command == "membrane" and args.range[0] >= args.range[1]:
+    if args.command == "membrane" and args.range and args.range[0] >= args.range[1]:
         parser.error(f"--range LOW HIGH needs LOW < HIGH, got {args.range[0]:g} {args.range[1]:g}")
     args.out = args.out or os.path.join("runs", f"eval-{args.command}")
 
@@ -673,19 +710,26 @@ COMMANDS = {"mismatch": run_mismatch, "attack": run_attack, "landscape": run_lan
             "pcm": run_pcm}
 
 
+def interrupted_message(args):
+    if args.command == "mismatch":
+        return (f"the finished (checkpoint, ζ) cells are kept in {args.out}/mismatch_cells.json; the same command "
+                f"continues from them")
+    return "no table was written; run the command again"
+
+
+def run_command(args):
+    check_writable_folder(args.out)
+    COMMANDS[args.command](args)
+
+
 def main(argv=None):
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)  # the unknown ones are ibp's own options
-    if args.command != "ibp":
-        check_arguments(parser, args, unknown)
-    try:
-        if args.command == "ibp":
-            return main_ibp(unknown)
-        COMMANDS[args.command](args)
-    except (EvaluationError, CheckpointError, DataNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_ERROR
-    return 0
+    if args.command == "ibp":
+        return main_ibp(unknown)
+    check_arguments(parser, args, unknown)
+    return run_reporting_errors(lambda: run_command(args), lambda: interrupted_message(args),
+                                expected=(EvaluationError, CheckpointError, DataNotFoundError))
 
 
 if __name__ == "__main__":

@@ -32,11 +32,12 @@ def save_png(figure, path):
     return figure
 
 
-def new_axes(title, xlabel, ylabel, width=7.0, height=4.5):
-    """A figure with one set of axes, its labels, its title and a light grid."""
+def new_axes(title, xlabel, ylabel, width=7.0, height=4.5, subtitle=""):
+    """A figure with one set of axes, its labels, its title (and a second title line, e.g. how many draws and
+    samples the figure shows) and a light grid."""
     figure = Figure(figsize=(width, height))
     axes = figure.add_subplot()
-    axes.set_title(title, fontsize=11)
+    axes.set_title(title + (f"\n{subtitle}" if subtitle else ""), fontsize=11)
     axes.set_xlabel(xlabel)
     axes.set_ylabel(ylabel)
     axes.grid(alpha=0.3)
@@ -49,7 +50,8 @@ def plot_mismatch_boxes(table, path, title="Fig. 2: test accuracy under mismatch
     Fig. 5 / S4 for the other noise models, named in the title).
 
     table: label -> {ζ: accuracies of the draws (fractions)}. Boxes of one ζ stand side by side, one colour per
-    checkpoint; the whiskers reach 1.5 box heights, points beyond are single draws (the bad chips).
+    checkpoint; the whiskers reach 1.5 box heights, points beyond are single draws (the bad chips). A cell of a
+    single draw (ζ = 0 is Θ itself) is a short line in its checkpoint's colour: a box would be a bare black line.
     """
     labels = list(table)
     zetas = sorted({zeta for cells in table.values() for zeta in cells})
@@ -59,10 +61,15 @@ def plot_mismatch_boxes(table, path, title="Fig. 2: test accuracy under mismatch
     for index, label in enumerate(labels):
         shift = (index - (len(labels) - 1) / 2) * box_width
         present = [k for k, zeta in enumerate(zetas) if zeta in table[label]]
-        axes.boxplot([100 * np.asarray(table[label][zetas[k]]) for k in present],
-                     positions=[k + shift for k in present], widths=0.85 * box_width, patch_artist=True,
+        boxes = [k for k in present if np.size(table[label][zetas[k]]) > 1]
+        single = [k for k in present if np.size(table[label][zetas[k]]) == 1]
+        axes.boxplot([100 * np.asarray(table[label][zetas[k]]) for k in boxes],
+                     positions=[k + shift for k in boxes], widths=0.85 * box_width, patch_artist=True,
                      boxprops={"facecolor": f"C{index}", "alpha": 0.6}, medianprops={"color": "black"},
                      flierprops={"marker": ".", "markersize": 3})
+        for k in single:
+            axes.hlines(100 * np.ravel(table[label][zetas[k]])[0], k + shift - 0.4 * box_width,
+                        k + shift + 0.4 * box_width, color=f"C{index}", linewidth=3)
     axes.set_xticks(range(len(zetas)), [f"{zeta:g}" for zeta in zetas])
     axes.set_xlim(-0.5, len(zetas) - 0.5)
     axes.legend(handles=[Patch(facecolor=f"C{i}", alpha=0.6, label=label) for i, label in enumerate(labels)],
@@ -71,14 +78,16 @@ def plot_mismatch_boxes(table, path, title="Fig. 2: test accuracy under mismatch
 
 
 # ---------------------------------------------------------------------------------------------------- Fig. 3
-def plot_attack_curves(zetas, curves, path):
+def plot_attack_curves(zetas, curves, path, subtitle=""):
     """Fig. 3 / S3 / S5c: test accuracy (%) after an attack of size ζ, one line per checkpoint and attack kind.
 
-    zetas  : the attack sizes, drawn equally spaced (as in the paper) since they span two orders of magnitude
+    zetas  : the attack sizes, drawn equally spaced (as in the paper) since they span two orders of magnitude;
+             the axis label says the spacing is not to scale
     curves : label -> {attack name: accuracies (fractions), one per ζ}; colour = checkpoint, line style = attack
     """
     figure, axes = new_axes("Fig. 3, S3, S5c: test accuracy after a weight attack of size ζ",
-                            "attack size ζ (box |Θ* − Θ| ≤ ζ|Θ|)", "test accuracy (%)")
+                            "attack size ζ (box |Θ* − Θ| ≤ ζ|Θ|; the ζ values equally spaced, not to scale)",
+                            "test accuracy (%)", subtitle=subtitle)
     positions = np.arange(len(zetas))
     for index, (label, attacks) in enumerate(curves.items()):
         for style, (attack, accuracies) in zip(LINESTYLES, attacks.items()):
@@ -91,14 +100,14 @@ def plot_attack_curves(zetas, curves, path):
 
 
 # ---------------------------------------------------------------------------------------------------- Fig. 1
-def plot_landscape(alphas, losses, path):
+def plot_landscape(alphas, losses, path, subtitle=""):
     """Fig. 1 and S2: test cross-entropy L(Θ + α·v) along random directions v = |Θ|·ζ·N(0, 1).
 
     losses: label -> array (repeats, len(alphas)), one row per direction. The thick line is the mean over the
     directions (Fig. 1), the thin ones are the single directions (Fig. S2). Flat curves = a robust minimum.
     """
     figure, axes = new_axes("Fig. 1 (mean, thick) and S2 (single directions, thin): test loss around Θ",
-                            "α  (parameters Θ + α·v, v = |Θ|·ζ·N(0, 1))", "test cross-entropy")
+                            "α  (parameters Θ + α·v, v = |Θ|·ζ·N(0, 1))", "test cross-entropy", subtitle=subtitle)
     for index, (label, trials) in enumerate(losses.items()):
         trials = np.atleast_2d(trials)
         for trial in trials:
@@ -128,16 +137,17 @@ def plot_membrane_histogram(bin_edges, densities, path):
 
 
 # ---------------------------------------------------------------------------------------------------- Fig. S9
-def plot_verified_accuracy(table, path):
+def plot_verified_accuracy(table, path, subtitle=""):
     """Fig. S9: verified test accuracy (%) by interval bound propagation, one line per checkpoint.
 
     table: label -> {ζ: verified accuracy (fraction)}, as minimal/robust/ibp.py's ibp_sweep returns it. A sample
     counts when its class is correct for every network in the box [Θ − ζ|Θ|, Θ + ζ|Θ|]. The ζ are drawn equally
-    spaced, since they span two orders of magnitude (and include 0).
+    spaced, since they span two orders of magnitude (and include 0); the axis label says it is not to scale.
     """
     zetas = sorted({zeta for row in table.values() for zeta in row})
     figure, axes = new_axes("Fig. S9: verified accuracy (interval bound propagation)",
-                            "attack size ζ (weights in [Θ − ζ|Θ|, Θ + ζ|Θ|])", "verified accuracy (%)")
+                            "attack size ζ (weights in [Θ − ζ|Θ|, Θ + ζ|Θ|]; equally spaced, not to scale)",
+                            "verified accuracy (%)", subtitle=subtitle)
     for index, (label, row) in enumerate(table.items()):
         present = [k for k, zeta in enumerate(zetas) if zeta in row]
         axes.plot(present, [100 * row[zetas[k]] for k in present], color=f"C{index}", marker="o", markersize=4,

@@ -11,7 +11,7 @@ import os
 import shlex
 import shutil
 
-from .io import atomic_write_bytes, read_json
+from .io import atomic_write_bytes, markdown_table, read_json
 
 HEADER = """# Results
 
@@ -27,12 +27,6 @@ def begin_marker(root):
 
 def end_marker(root):
     return f"<!-- end generated section: {root} -->"
-
-
-def markdown_table(rows):
-    """Rows of strings (the first is the header) as a Markdown table."""
-    lines = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
-    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows[1:]])
 
 
 def training_rows(folders):
@@ -53,12 +47,22 @@ def format_seconds(seconds):
     return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
 
 
+def read_table(folder, name):
+    """The evaluation's table as Markdown: <name>.md as the evaluation wrote it (its printed table), else the CSV
+    (evaluations written before the .md existed)."""
+    markdown = os.path.join(folder, name + ".md")
+    if os.path.isfile(markdown):
+        with open(markdown, encoding="utf-8") as f:
+            return f.read().rstrip("\n")
+    with open(os.path.join(folder, name + ".csv"), newline="", encoding="utf-8") as f:
+        return markdown_table(list(csv.reader(f)))
+
+
 def evaluation_block(root, evaluation, command, figures_folder, report_folder):
     """One evaluation: its command, wall time, table and figure (copied into figures_folder)."""
     name, (subcommand, *_) = evaluation
     folder = os.path.join(root, name)
-    with open(os.path.join(folder, subcommand + ".csv"), newline="") as f:
-        rows = list(csv.reader(f))
+    table = read_table(folder, subcommand)
     wall = read_json(os.path.join(folder, "wall_seconds.json"), {}).get("seconds")
     record = read_json(os.path.join(folder, subcommand + ".json"), {})
     timing = f"wall time {format_seconds(wall)}"
@@ -66,12 +70,10 @@ def evaluation_block(root, evaluation, command, figures_folder, report_folder):
         timing += f"; the times of its cells, one process each, add up to {format_seconds(record['cell_seconds'])}"
     figure = f" ({record['figure']})" if record.get("figure") else ""
     lines = [f"#### {name}: `{subcommand}`{figure}", "",
-             f"`{shlex.join(command)}` — {timing}", "", markdown_table(rows), ""]
-    u_test = os.path.join(folder, subcommand + "_u_test.csv")
-    if os.path.isfile(u_test):
-        with open(u_test, newline="") as f:
-            lines += ["Mann–Whitney U test of the draws, two-sided p-values:", "", markdown_table(list(csv.reader(f))),
-                      ""]
+             f"`{shlex.join(command)}` — {timing}", "", table, ""]
+    if os.path.isfile(os.path.join(folder, subcommand + "_u_test.csv")):
+        lines += ["Mann–Whitney U test of the draws, two-sided p-values:", "",
+                  read_table(folder, subcommand + "_u_test"), ""]
     png = os.path.join(folder, subcommand + ".png")
     if os.path.isfile(png):
         os.makedirs(figures_folder, exist_ok=True)

@@ -24,20 +24,24 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from . import train
+from .cli import (CommandError, OneLineErrorParser, UsageError, add_list_option, nonnegative_int, positive_int,
+                  run_reporting_errors)
 from .io import atomic_save_json, read_json
 from .report import write_report_section
 from .robust.methods import METHODS
 from .tasks import TASKS
-from .train import OneLineErrorParser
 
 
 def build_parser():
     parser = OneLineErrorParser(prog="python -m minimal.sweep", description=__doc__.split("\n\n")[1])
     parser.add_argument("--task", required=True, choices=sorted(TASKS))
-    parser.add_argument("--methods", required=True, type=comma_list(METHODS), help="comma-separated methods")
-    parser.add_argument("--seeds", default=[0], type=comma_list(None, int), help="comma-separated seeds")
+    add_list_option(parser, "--methods", str, choices=sorted(METHODS), required=True, metavar="METHOD",
+                    help="training methods, comma- or space-separated")
+    add_list_option(parser, "--seeds", nonnegative_int, default=[0], metavar="SEED",
+                    help="seeds, comma- or space-separated (default: 0)")
     parser.add_argument("--root", help="folder for all runs (default: runs/sweep-<task>)")
-    parser.add_argument("--jobs", type=int, default=1, help="training processes at once (default 1)")
+    parser.add_argument("--jobs", type=positive_int, default=1, help="training processes at once (default 1)")
     parser.add_argument("--train-args", default="", help="extra arguments for every training job, e.g. "
                                                          "\"--epochs 3 --lr 1e-3\"")
     parser.add_argument("--evaluate", action="append", type=evaluation_spec, metavar="NAME=SUBCOMMAND ARGS",
@@ -65,16 +69,6 @@ def evaluation_spec(text):
     return name, words
 
 
-def comma_list(allowed, kind=str):
-    def parse(text):
-        values = [kind(v) for v in text.split(",") if v]
-        unknown = [v for v in values if allowed is not None and v not in allowed]
-        if unknown:
-            raise argparse.ArgumentTypeError(f"unknown {unknown}; choose from {', '.join(sorted(allowed))}")
-        return values
-    return parse
-
-
 def run_folder(root, method, seed):
     return os.path.join(root, f"{method}-seed{seed}")
 
@@ -91,9 +85,39 @@ def evaluation_command(evaluation, root, folders):
             *options]
 
 
-def is_trained(folder):
-    """A finished training job has a meta.json with a test accuracy."""
-    return "test_acc" in read_json(os.path.join(folder, "meta.json"), {})
+def job_settings(args, root, method, seed):
+    """The settings `python -m minimal.train` will resolve for this job's command."""
+    return train.resolve_settings(train.build_parser().parse_args(training_command(args, root, method, seed)[3:]))
+
+
+def recorded_settings(folder):
+    """The settings a job's folder was trained with (its resume state, else its meta.json); None if untrained."""
+    state = read_json(os.path.join(folder, train.RESUME_FOLDER, "state.json"), {})
+    meta = read_json(os.path.join(folder, "meta.json"), {})
+    return state.get("meta", meta).get("settings")
+
+
+def is_trained(folder, settings):
+    """A finished training job has a meta.json with a test accuracy, and nothing left to train under `settings`
+    (a larger --epochs makes it unfinished again: `train --resume` continues it)."""
+    meta = read_json(os.path.join(folder, "meta.json"), {})
+    return "test_acc" in meta and not train.would_train_more(meta, settings)
+
+
+def settings_conflicts(args, root, jobs):
+    """One line per job folder that was trained with other settings than this sweep asks for (e.g. another
+    --train-args): its model must not pass as this sweep's result, and `--resume` could not continue it."""
+    conflicts = []
+    for method, seed in jobs:
+        folder = run_folder(root, method, seed)
+        recorded = recorded_settings(folder)
+        if recorded is None:
+            continue
+        wanted = job_settings(args, root, method, seed)
+        for name in train.settings_differences(recorded, wanted):
+            conflicts.append(f"{folder} was trained with {name} = {recorded.get(name)!r}, this sweep asks for "
+                             f"{wanted[name]!r}")
+    return conflicts
 
 
 def run_logged(command, log_path):
@@ -106,7 +130,8 @@ def run_logged(command, log_path):
 
 def train_all(args, root, jobs):
     """Run the unfinished training jobs, `args.jobs` at a time; returns the folders that failed."""
-    pending = [(method, seed) for method, seed in jobs if not is_trained(run_folder(root, method, seed))]
+    pending = [(method, seed) for method, seed in jobs
+               if not is_trained(run_folder(root, method, seed), job_settings(args, root, method, seed))]
     print(f"{len(jobs) - len(pending)} of {len(jobs)} training jobs already done; running {len(pending)}")
 
     def run(job):
@@ -163,6 +188,14 @@ def evaluate_all(args, root, folders):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    return run_reporting_errors(lambda: run_sweep(args, argv), INTERRUPTED_MESSAGE)
+
+
+INTERRUPTED_MESSAGE = ("finished training jobs, the last finished epoch of each stopped one and the finished "
+                       "mismatch cells are kept; the same command continues from them")
+
+
+def run_sweep(args, argv):
     args.evaluate = args.evaluate or [DEFAULT_EVALUATION]
     root = args.root or os.path.join("runs", f"sweep-{args.task}")
     jobs = [(method, seed) for method in args.methods for seed in args.seeds]
@@ -173,14 +206,16 @@ def main(argv=None):
         for evaluation in args.evaluate:
             print(shlex.join(evaluation_command(evaluation, root, args.baseline + folders)))
         return 0
+    conflicts = settings_conflicts(args, root, jobs)
+    if conflicts:
+        raise UsageError(conflicts[0] + (f" (and {len(conflicts) - 1} more)" if len(conflicts) > 1 else "")
+                         + "; use another --root, or the settings it was trained with")
     failed = train_all(args, root, jobs)
     if failed:
-        print(f"error: {len(failed)} training job(s) failed: {', '.join(failed)}", file=sys.stderr)
-        return 1
+        raise CommandError(f"{len(failed)} training job(s) failed: {', '.join(failed)}")
     error = evaluate_all(args, root, args.baseline + folders)
     if error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+        raise CommandError(error)
     if args.report:
         evaluated = args.baseline + folders
         write_report_section(args.report, root, argv if argv is not None else sys.argv[1:], args.evaluate,

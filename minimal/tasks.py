@@ -120,3 +120,15 @@ def load_trained_model(folder):
     except (KeyError, ValueError) as error:
         raise CheckpointError(f"checkpoint {folder} does not fit the {meta['task']} model: {error}") from None
     return model.eval(), meta
+
+
+def check_one_task(metas, folders):
+    """Checkpoints of different tasks (an ECG LSNN beside an F-MNIST CNN) never share one table or test: raise
+    CheckpointError naming one checkpoint of each task."""
+    first_of_task = {}
+    for meta, folder in zip(metas, folders):
+        first_of_task.setdefault(meta["task"], folder)
+    if len(first_of_task) > 1:
+        named = ", ".join(f"{folder} ({task})" for task, folder in first_of_task.items())
+        raise CheckpointError(f"checkpoints of different tasks cannot share a table: {named}; evaluate each task "
+                              f"on its own")

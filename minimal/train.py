@@ -1,21 +1,25 @@
 """python -m minimal.train --task fmnist --method standard [--epochs N] [--max-steps N] …
 
 Trains one model, keeps the checkpoint with the best validation accuracy in `--out` (model.npz + meta.json,
-written atomically), and reports the test accuracy of that checkpoint at the end. A NaN/inf loss stops training
-with a clear message; the checkpoint on disk is then still the last good one.
+written atomically, and resume/ with the state after the last finished epoch), and reports the test accuracy of
+that checkpoint at the end. A folder that already holds a run is never overwritten unless asked: `--resume`
+continues it (a finished run stays as it is), `--overwrite` starts it again. A diverging loss (NaN, inf or
+exploded) stops training with one line; the checkpoint on disk is then still the last good one.
 """
-import argparse
-import json
+import math
 import os
+import shlex
+import shutil
 import sys
 import time
 
 import numpy as np
-from tqdm import tqdm
 
-from .data.common import DataNotFoundError, iterate_minibatches
-from .metrics import accuracy
+from .cli import (EXIT_ERROR, EXIT_USAGE, CommandError, OneLineErrorParser, UsageError, check_writable_folder,
+                  nonnegative_int, positive_float, positive_int, progress_bar, run_reporting_errors)
+from .data.common import DataNotFoundError, fixed_subset, iterate_minibatches
 from .io import atomic_save_json, atomic_save_npz, load_npz, read_json
+from .metrics import accuracy
 from .nn.module import load_checkpoint, save_checkpoint
 from .optim import PiecewiseConstant
 from .pcm import clip_weights, is_crossbar_weight
@@ -23,35 +27,7 @@ from .robust.methods import METHOD_DEFAULTS, METHODS, hyperparameters
 from .robust.mismatch import NOISE_MODELS
 from .tasks import TASKS, CheckpointError, load_trained_model, model_rng
 
-EXIT_USAGE, EXIT_DATA, EXIT_DIVERGED = 2, 1, 3
-
-
-class OneLineErrorParser(argparse.ArgumentParser):
-    """argparse, but a bad value gets a single error line (no usage dump) and exit code 2."""
-
-    def error(self, message):
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
-
-
-def positive_int(text):
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
-def positive_float(text):
-    value = float(text)
-    if not np.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
-
-
-def nonnegative_float(text):
-    value = float(text)
-    if not np.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"must be a number ≥ 0, got {text}")
-    return value
+EXIT_DATA, EXIT_DIVERGED = EXIT_ERROR, 3
 
 
 def build_parser():
@@ -68,17 +44,25 @@ def build_parser():
     parser.add_argument("--lr-drop-epoch", type=int,
                         help="from this epoch on use lr/10 (cifar10: lr/5, and /5 again at its later drops) "
                              "(default: the task's; negative: never)")
-    parser.add_argument("--seed", type=int, default=0, help="seed for initialisation, data split and shuffling (default: 0)")
+    parser.add_argument("--seed", type=nonnegative_int, default=0,
+                        help="seed for initialisation, data split and shuffling, ≥ 0 (default: 0)")
+    parser.add_argument("--val-samples", type=positive_int, metavar="N",
+                        help="validate each epoch on a fixed random subset of N validation samples, for quick "
+                             "runs (default: the whole validation split); the test accuracy always uses all")
     parser.add_argument("--data-dir", help="folder with the task's data (default: search the usual places)")
     parser.add_argument("--out", help="output folder (default: runs/<task>-<method>-seed<seed>)")
     parser.add_argument("--resume", action="store_true",
-                        help="continue a stopped run in --out from the end of its last finished epoch")
+                        help="continue the stopped run in --out from the end of its last finished epoch (a "
+                             "finished run is left as it is; an empty or missing --out starts a new run)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="train from scratch even if --out holds a run, replacing it")
     parser.add_argument("--init-from", metavar="DIR",
                         help="start from the weights of this checkpoint (same task) instead of a random "
                              "initialisation: fine-tuning a pretrained model, as the paper's PCM experiments do")
     parser.add_argument("--clip-sigmas", type=positive_float, metavar="N",
                         help="after every step clip each weight matrix and kernel to ±N·std of its entries "
-                             "(PCM training: no outlier weight sets the conductance scale; paper: 2) (default: off)")
+                             "(PCM training: no outlier weight sets the conductance scale; the paper's text says "
+                             "2, minimal's PCM experiments use 2.5, see docs/results.md) (default: off)")
     add_method_options(parser)
     return parser
 
@@ -99,7 +83,7 @@ def add_method_options(parser):
 
 def parse_bool(text):
     if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
-        raise argparse.ArgumentTypeError(f"must be true or false, got {text}")
+        raise ValueError(f"must be true or false, got {text}")
     return text.lower() in ("true", "1", "yes")
 
 
@@ -114,8 +98,10 @@ def resolve_settings(args):
         "batch_size": args.batch_size or task.batch_size,
         "lr": args.lr or task.lr,
         "lr_drop_epoch": drop if drop is not None and drop >= 0 else None,
+        "val_samples": args.val_samples,
         "out": args.out or os.path.join("runs", f"{task.name}-{args.method}-seed{args.seed}"),
         "resume": args.resume,
+        "overwrite": args.overwrite,
         "init_from": args.init_from,
         "clip_sigmas": args.clip_sigmas,
         **method_settings(args),
@@ -137,22 +123,31 @@ def learning_rate_schedule(settings):
     return PiecewiseConstant(drops, [settings["lr"] / task.lr_divisor ** k for k in range(len(drops) + 1)])
 
 
-class TrainingDiverged(RuntimeError):
-    pass
+# ---------------------------------------------------------------------------------------------------- the loop
+class TrainingDiverged(CommandError):
+    exit_code = EXIT_DIVERGED
+
+
+def exploded_loss(num_classes):
+    """A training loss above this has diverged: 100 × ln(classes) is a cross-entropy that gives the true class a
+    probability of e^(−100·ln C) on average, far beyond any model that is still learning (an untrained one is
+    at about ln C). A finite loss of 1e28 is then caught, not only NaN and inf."""
+    return 100 * math.log(num_classes)
 
 
 def train_one_epoch(model, method, optimizer, data, settings, rng, steps_left, epoch):
     """One pass over the training split (or fewer steps if the step budget ends). Returns (steps, mean loss)."""
     batches = iterate_minibatches(data.train, settings["batch_size"], rng)
     total = min(-(-len(data.train) // settings["batch_size"]), steps_left)
+    limit = exploded_loss(len(data.classes))
     losses = []
     model.train()
-    with tqdm(batches, total=total, desc=f"epoch {epoch + 1}/{settings['epochs']}", unit="step",
-              leave=False, mininterval=0.5) as bar:
+    with progress_bar(batches, total=total, desc=f"epoch {epoch + 1}/{settings['epochs']}", unit="step") as bar:
         for x, y in bar:
             loss = method(model, x, y, rng, settings)
-            if not np.isfinite(loss):
-                raise TrainingDiverged(f"loss became {loss} at epoch {epoch + 1}, step {len(losses) + 1}")
+            if not np.isfinite(loss) or loss > limit:
+                raise TrainingDiverged(f"loss became {loss:.4g} at epoch {epoch + 1}, step {len(losses) + 1} "
+                                       f"(diverged: above {limit:.0f} or not finite)")
             optimizer.step()
             if settings.get("clip_sigmas"):
                 clip_weight_matrices(model, settings["clip_sigmas"])
@@ -183,39 +178,52 @@ def train(settings, data_dir=None, log=print):
     """Train with `settings` (see resolve_settings); returns the meta dict written next to the checkpoint.
 
     With settings["resume"], a run that was stopped continues from the end of its last finished epoch
-    (model, optimiser moments, random generator and history restored), giving the same result as an unbroken run.
+    (model, optimiser moments, random generator and history restored), giving the same result as an unbroken run,
+    and a finished run is returned as it is. Without it, a folder holding a run is refused unless
+    settings["overwrite"].
     """
+    finished = check_output_folder(settings)
+    if finished:
+        log(f"{settings['out']} is already finished (test accuracy {finished['test_acc']:.4f}); "
+            f"its checkpoint is left untouched")
+        return finished
     task = TASKS[settings["task"]]
     data = task.load_data(data_dir, settings["seed"])
     model = task.build_model(model_rng(settings["seed"]))
     if settings.get("init_from"):
         initialise_from(model, settings["init_from"], task.name, log)
     optimizer = task.optimizer(model.parameters(), settings["lr"])
-    schedule = learning_rate_schedule(settings)
     rng = np.random.default_rng([settings["seed"], 1])
     meta = {"task": task.name, "method": settings["method"], "seed": settings["seed"], "settings": settings,
             "data_source": data.source, "num_parameters": model.num_parameters(), "history": [],
             "best_val_acc": -1.0, "steps": 0}
-    if settings.get("resume"):
-        meta = resume_from(settings, model, optimizer, rng, meta, log)
-    log(f"{task.description}: {len(data.train)} train / {len(data.val)} val / {len(data.test)} test samples "
-        f"from {data.source}; {model.num_parameters():,} parameters; method {settings['method']}")
-    start = time.time() - meta["history"][-1]["seconds"] if meta["history"] else time.time()
+    if settings.get("resume") and has_resume_point(settings["out"]):
+        meta = resume_from(settings, model, optimizer, rng, log)
+    log(f"{task.name}, {settings['method']}: {len(data.train)} train / {len(data.val)} val / {len(data.test)} test "
+        f"samples, {model.num_parameters():,} parameters -> {settings['out']}")
+    log(f"data: {data.source}")
+    start = time.time() - (meta["history"][-1]["seconds"] if meta["history"] else 0)
+    run_epochs(settings, model, optimizer, data, rng, meta, start, log)
+    return finish(settings, model, data, meta, start, log)
+
+
+def run_epochs(settings, model, optimizer, data, rng, meta, start, log):
+    """Train the remaining epochs; after each, validate, keep the best checkpoint and save the resume point."""
+    schedule = learning_rate_schedule(settings)
     budget = settings["max_steps"] or float("inf")
-    epochs_before = len(meta["history"])
+    validation = fixed_subset(data.val, settings.get("val_samples"))
     for epoch in range(len(meta["history"]), settings["epochs"]):
         if meta["steps"] >= budget:
+            log(f"step budget of {settings['max_steps']} reached")
             break
         optimizer.lr = schedule(epoch)
         try:
             done, train_loss = train_one_epoch(model, METHODS[settings["method"]], optimizer, data, settings,
                                                rng, budget - meta["steps"], epoch)
         except TrainingDiverged as error:
-            kept = (f"the last good checkpoint (epoch {meta['best_epoch']}, val acc {meta['best_val_acc']:.4f}) "
-                    f"is in {settings['out']}" if "best_epoch" in meta else "no checkpoint was written yet")
-            raise TrainingDiverged(f"{error}; stopping: {kept}") from None
+            raise TrainingDiverged(f"{error}; stopping: {last_good_checkpoint(settings, meta)}") from None
         meta["steps"] += done
-        val_acc = accuracy(model, data.val)
+        val_acc = accuracy(model, validation, desc="validation")
         meta["history"].append({"epoch": epoch + 1, "steps": meta["steps"], "lr": optimizer.lr,
                                 "train_loss": train_loss, "val_acc": val_acc,
                                 "seconds": round(time.time() - start, 1)})
@@ -226,31 +234,20 @@ def train(settings, data_dir=None, log=print):
         save_resume_point(settings["out"], model, optimizer, rng, meta)
         log(f"epoch {epoch + 1}: train loss {train_loss:.4f}, val acc {val_acc:.4f}"
             f"{' (best, saved)' if improved else ''}, {time.time() - start:.0f} s")
-    if meta["steps"] >= budget:
-        log(f"step budget of {settings['max_steps']} reached")
-    finished = finished_meta(settings["out"], meta) if len(meta["history"]) == epochs_before else None
-    if finished:
-        log(f"{settings['out']} is already finished (test accuracy measured after epoch {epochs_before}); "
-            f"its checkpoint is left untouched")
-        return finished
-    return finish(settings, model, data, meta, start, log)
 
 
-def finished_meta(out, meta):
-    """out/meta.json when it holds a test accuracy measured after the same epochs as `meta`, else None.
-
-    Resuming a finished run then trains nothing and must not rewrite model.npz: evaluations cache their
-    results by the checkpoint's size and modification time.
-    """
-    saved = read_json(os.path.join(out, "meta.json"), {})
-    return saved if "test_acc" in saved and len(saved["history"]) == len(meta["history"]) else None
+def last_good_checkpoint(settings, meta):
+    if "best_epoch" not in meta:
+        return "no checkpoint was written yet"
+    return (f"the last good checkpoint (epoch {meta['best_epoch']}, val acc {meta['best_val_acc']:.4f}) "
+            f"is in {settings['out']}")
 
 
 def finish(settings, model, data, meta, start, log):
     """Reload the best checkpoint, measure its test accuracy, and write it into meta.json."""
     state, _ = load_checkpoint(settings["out"])
     model.load_state_dict(state)
-    meta["test_acc"] = accuracy(model, data.test)
+    meta["test_acc"] = accuracy(model, data.test, desc="test")
     meta["train_seconds"] = round(time.time() - start, 1)
     save_checkpoint(settings["out"], model, meta)
     log(f"test accuracy {meta['test_acc']:.4f} (checkpoint from epoch {meta['best_epoch']}); "
@@ -258,9 +255,73 @@ def finish(settings, model, data, meta, start, log):
     return meta
 
 
-# ---------------------------------------------------------------------------------------------------- resuming
+# ---------------------------------------------------------------------------------------------------- --out
 RESUME_FOLDER = "resume"
-SETTINGS_THAT_MAY_CHANGE_ON_RESUME = ("epochs", "max_steps", "resume", "out")
+SETTINGS_THAT_MAY_CHANGE_ON_RESUME = ("epochs", "max_steps", "val_samples", "resume", "overwrite", "out")
+
+
+def check_output_folder(settings):
+    """Before any work: --out must be a writable folder, and what it holds must fit the request. Returns the
+    finished run's meta when --resume finds nothing left to train (the checkpoint is then left untouched), else
+    None. Raises UsageError (one line) rather than overwrite a run the user did not ask to replace."""
+    out = settings["out"]
+    check_writable_folder(out)
+    saved = read_checked_json(os.path.join(out, "meta.json"))
+    state = read_checked_json(os.path.join(out, RESUME_FOLDER, "state.json"))
+    if settings.get("overwrite"):
+        shutil.rmtree(os.path.join(out, RESUME_FOLDER), ignore_errors=True)  # the run starts again
+        return None
+    if saved is None and state is None:
+        return None                                  # a new run (with --resume too: nothing to resume yet)
+    if not settings.get("resume"):
+        kind = "a finished run" if saved and "test_acc" in saved else "a stopped run"
+        raise UsageError(f"{out} already holds {kind}; continue it with --resume, replace it with --overwrite, "
+                         f"or choose another --out")
+    if state is None:
+        raise UsageError(f"nothing to resume in {out}: it holds a checkpoint but no {RESUME_FOLDER}/state.json; "
+                         f"use --overwrite to train it again, or another --out")
+    check_same_settings(out, state["meta"]["settings"], settings)
+    if saved and "test_acc" in saved and not would_train_more(state["meta"], settings):
+        return saved
+    return None
+
+
+def would_train_more(meta, settings):
+    """True when a run at `meta` has epochs left and steps left under `settings`."""
+    steps_left = settings["max_steps"] is None or meta["steps"] < settings["max_steps"]
+    return len(meta["history"]) < settings["epochs"] and steps_left
+
+
+def read_checked_json(path):
+    """The JSON document at path (None when there is no file); CommandError naming it when it cannot be read or
+    lacks what a run's files hold. Nothing is changed."""
+    if not os.path.exists(path):
+        return None
+    document = read_json(path)
+    fields = ("meta",) if path.endswith("state.json") else ("task", "settings")
+    if not isinstance(document, dict) or not all(name in document for name in fields) or \
+            (path.endswith("state.json") and not {"settings", "history", "steps"} <= set(document["meta"])):
+        raise CommandError(f"{path} is unreadable or corrupt; nothing was changed (move it away, or use "
+                           f"--overwrite to start the run again)")
+    return document
+
+
+def settings_differences(recorded, settings):
+    """The names of the settings that differ between a run's recorded settings and `settings`, other than those a
+    resumed run may change (more epochs, another step budget, …)."""
+    return [name for name in settings if name not in SETTINGS_THAT_MAY_CHANGE_ON_RESUME
+            and recorded.get(name) != settings[name]]
+
+
+def check_same_settings(out, recorded, settings):
+    differences = settings_differences(recorded, settings)
+    if differences:
+        raise UsageError(f"cannot resume {out}: it was trained with other settings ({', '.join(differences)}); "
+                         f"use another --out, or --overwrite to replace it")
+
+
+def has_resume_point(out):
+    return os.path.exists(os.path.join(out, RESUME_FOLDER, "state.json"))
 
 
 def save_resume_point(out, model, optimizer, rng, meta):
@@ -277,50 +338,43 @@ def save_resume_point(out, model, optimizer, rng, meta):
             os.remove(os.path.join(folder, old))
 
 
-def resume_from(settings, model, optimizer, rng, fresh_meta, log):
-    """Restore the state saved by save_resume_point, or return fresh_meta when there is none."""
-    state_path = os.path.join(settings["out"], RESUME_FOLDER, "state.json")
-    if not os.path.isfile(state_path):
-        return fresh_meta
-    with open(state_path) as f:
-        state = json.load(f)
-    differences = [name for name in settings if name not in SETTINGS_THAT_MAY_CHANGE_ON_RESUME
-                   and state["meta"]["settings"].get(name) != settings[name]]
-    if differences:
-        raise ResumeMismatch(f"cannot resume {settings['out']}: it was trained with other settings "
-                             f"({', '.join(differences)}); use another --out or remove that folder")
-    arrays = load_npz(os.path.join(settings["out"], RESUME_FOLDER, state["arrays"]))
-    model.load_state_dict({k[6:]: v for k, v in arrays.items() if k.startswith("model/")})
-    optimizer.load_state_arrays({k[10:]: v for k, v in arrays.items() if k.startswith("optimizer/")})
-    rng.bit_generator.state = state["rng"]
+def resume_from(settings, model, optimizer, rng, log):
+    """Restore the state saved by save_resume_point (model, optimiser, generator) and return its meta."""
+    folder = os.path.join(settings["out"], RESUME_FOLDER)
+    state = read_checked_json(os.path.join(folder, "state.json"))
+    try:
+        arrays = load_npz(os.path.join(folder, str(state.get("arrays"))))
+        model.load_state_dict({k[6:]: v for k, v in arrays.items() if k.startswith("model/")})
+        optimizer.load_state_arrays({k[10:]: v for k, v in arrays.items() if k.startswith("optimizer/")})
+        rng.bit_generator.state = state["rng"]
+    except Exception as error:   # a damaged file fails in many ways: zip, missing keys, shapes, types
+        raise CommandError(f"the resume state in {folder} is corrupt ({type(error).__name__}: {error}); nothing "
+                           f"was changed (use --overwrite to start the run again)") from None
     meta = state["meta"]
     meta["settings"] = settings
     log(f"resuming {settings['out']} after epoch {len(meta['history'])}")
     return meta
 
 
-class ResumeMismatch(RuntimeError):
-    pass
+# ---------------------------------------------------------------------------------------------------- main
+def continue_command(argv):
+    """The command that continues this run: the same arguments with --resume (and without --overwrite)."""
+    words = [word for word in argv if word != "--overwrite"]
+    return shlex.join(["python", "-m", "minimal.train", *words, *([] if "--resume" in words else ["--resume"])])
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     settings = resolve_settings(args)
-    try:
-        train(settings, args.data_dir)
-    except DataNotFoundError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_DATA
-    except TrainingDiverged as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_DIVERGED
-    except ResumeMismatch as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_USAGE
-    except CheckpointError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_DATA
-    return 0
+
+    def interrupted():
+        if has_resume_point(settings["out"]):
+            return (f"the state after the last finished epoch is in {settings['out']}/{RESUME_FOLDER}; continue "
+                    f"with: {continue_command(argv)}")
+        return "no epoch had finished, nothing was saved"
+    return run_reporting_errors(lambda: train(settings, args.data_dir), interrupted,
+                                expected=(DataNotFoundError, CheckpointError))
 
 
 if __name__ == "__main__":

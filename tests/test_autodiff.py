@@ -395,6 +395,18 @@ def test_gradcheck_detects_a_wrong_backward():
         gradcheck(wrong_square, values((3,), 0))
 
 
+def test_gradcheck_detects_a_nan_gradient():
+    """A NaN compared with the tolerance is False: without care a NaN gradient passed (it hid pow(x, 0)'s)."""
+    def square_with_nan_backward(a):
+        def backward(g):
+            from minimal.autodiff.tensor import accumulate_grad
+            accumulate_grad(a, np.where(a.data > 0, 2 * a.data * g, np.nan))
+        return Tensor.from_op(a.data ** 2, (a,), backward)
+
+    with pytest.raises(GradcheckError, match="analytic nan"):
+        gradcheck(square_with_nan_backward, np.array([1.0, -2.0, 3.0]))
+
+
 # ------------------------------------------------------------------------------------------- spiking
 def test_spike_forward_and_eq4_surrogate():
     v = Tensor(np.array([0.0, 0.5, 0.9, 1.0, 1.2, 2.5, -1.0]), requires_grad=True)

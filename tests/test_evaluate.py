@@ -1,5 +1,6 @@
 """The evaluation CLI: Table 1 formatting, the mismatch/attack/landscape/membrane numbers on tiny trained models,
 every subcommand end to end on checkpoints trained here, and the error paths (exit codes 1 and 2)."""
+import csv
 import json
 import os
 import shutil
@@ -196,7 +197,16 @@ def test_cli_mismatch_two_checkpoints(checkpoints, tmp_path, capsys):
         meta = read_json(checkpoints / ("cnn" + str(entry["seed"])) / "meta.json")
         assert clean["accuracies"] == [meta["test_acc"]] and clean["std"] == 0  # ζ = 0: Θ itself
         assert len(noisy["accuracies"]) == 3
-    assert (out / "mismatch.csv").read_text().splitlines()[0] == "checkpoint,ζ = 0,ζ = 0.3"
+    header, *rows = list(csv.reader((out / "mismatch.csv").read_text().splitlines()))
+    assert header == ["checkpoint", "draws", "mean ζ = 0", "std ζ = 0", "min ζ = 0", "mean ζ = 0.3", "std ζ = 0.3",
+                      "min ζ = 0.3"]
+    for row, entry in zip(rows, record["checkpoints"]):               # numbers, one per column, as in the JSON
+        assert row[0] == entry["label"] and int(row[1]) == 3
+        noisy = entry["results"][1]
+        np.testing.assert_allclose([float(cell) for cell in row[5:]], [noisy["mean"], noisy["std"], noisy["min"]],
+                                   atol=1e-4)
+    markdown = (out / "mismatch.md").read_text().splitlines()       # the printed table, for docs/results.md
+    assert markdown[0] == "| checkpoint | ζ = 0 | ζ = 0.3 |" and " ± " in markdown[2]
     u_test = (out / "mismatch_u_test.csv").read_text().splitlines()
     assert u_test[0] == "pair,ζ = 0.3" and u_test[1].startswith("standard seed 0 vs standard seed 1,")
     assert "Mann–Whitney U test" in printed
@@ -337,9 +347,14 @@ def test_cli_membrane_needs_an_lsnn(checkpoints, tmp_path, capsys):
     out = tmp_path / "membrane"
     assert evaluate.main(["membrane", "--checkpoint", str(checkpoints / "lsnn"), "--out", str(out)]) == 0
     assert_outputs(out, "membrane")
-    entry = read_json(out / "membrane.json")["checkpoints"][0]
-    bin_width = 12 / 96
-    assert sum(entry["density"]) * bin_width == pytest.approx(1 - entry["outside"])
+    record = read_json(out / "membrane.json")
+    entry, edges = record["checkpoints"][0], np.array(record["bin_edges"])
+    assert sum(entry["density"] * np.diff(edges)) == pytest.approx(1 - entry["outside"])
+    # the default range comes from the data: it keeps all but about 1 % of the values in view (it hid 78 % once)
+    assert entry["outside"] < 0.03 and edges[0] <= -1 and edges[-1] >= 1
+    assert evaluate.main(["membrane", "--checkpoint", str(checkpoints / "lsnn"), "--range", "-6", "6", "--out",
+                          str(out)]) == 0
+    assert read_json(out / "membrane.json")["bin_edges"][0] == -6
     capsys.readouterr()
     assert evaluate.main(["membrane", "--checkpoint", str(checkpoints / "cnn0"), "--out", str(out)]) == 1
     assert "need an LSNN" in capsys.readouterr().err
@@ -387,7 +402,7 @@ def test_unusable_checkpoint_or_data_is_one_line_and_exit_1(case, message, check
     (["mismatch", "--checkpoint", "a", "--bogus"], "unrecognized arguments: --bogus"),
     (["mismatch"], "--checkpoint"),
     (["mismatch", "--checkpoint", "a", "--noise", "pink"], "invalid choice: 'pink'"),
-    (["pcm", "--checkpoint", "a", "--times", "25,soon"], "comma-separated numbers of seconds"),
+    (["pcm", "--checkpoint", "a", "--times", "25,soon"], "invalid value 'soon'"),
     (["pcm", "--checkpoint", "a", "--times=-5,25"], "≥ 0"),
     (["transmogrify"], "invalid choice"),
 ])
@@ -418,7 +433,16 @@ def test_cli_pcm_over_time(checkpoints, tmp_path, capsys):
     meta = read_json(checkpoints / "cnn0" / "meta.json")
     assert entry["float_accuracy"] == pytest.approx(meta["test_acc"])
     assert [len(r["accuracies"]) for r in entry["results"]] == [2, 2]
-    assert (out / "pcm.csv").read_text().splitlines()[0] == "checkpoint,floating point,t = 25 s,t = 1 h"
+    header, row = list(csv.reader((out / "pcm.csv").read_text().splitlines()))
+    assert header[:5] == ["checkpoint", "floating point", "mean t = 25 s", "std t = 25 s", "min t = 25 s"]
+    np.testing.assert_allclose([float(cell) for cell in row[2:5]], [entry["results"][0][stat] for stat in
+                                                                   ("mean", "std", "min")], atol=1e-4)
+    assert (out / "pcm.md").read_text().startswith("| checkpoint | floating point | t = 25 s | t = 1 h |")
+    same = tmp_path / "pcm-spaces"                                  # the times written with spaces: same result
+    assert evaluate.main(["pcm", "--checkpoint", str(checkpoints / "cnn0"), "--times", "3600", "25", "--repeats",
+                          "2", "--out", str(same)]) == 0
+    again = read_json(same / "pcm.json")["checkpoints"][0]["results"]
+    assert [r["accuracies"] for r in again] == [r["accuracies"] for r in entry["results"]]
     assert "Fig. 4" in capsys.readouterr().out
     assert evaluate.main(["pcm", "--checkpoint", str(checkpoints / "lsnn"), "--out", str(out)]) == 1
     assert "is an LSNN" in capsys.readouterr().err

@@ -28,7 +28,9 @@ def test_unknown_method_is_one_line(capsys):
     with pytest.raises(SystemExit) as exit_info:
         parse("--task", "fmnist", "--methods", "standard,magic")
     assert exit_info.value.code == 2
-    assert "unknown ['magic']" in capsys.readouterr().err
+    assert "invalid choice: 'magic'" in capsys.readouterr().err
+    assert parse("--task", "fmnist", "--methods", "standard", "beta,sam", "--seeds", "0", "1").seeds == [0, 1]
+    assert parse("--task", "fmnist", "--methods", "standard", "beta,sam").methods == ["standard", "beta", "sam"]
 
 
 def write_meta(folder, **meta):
@@ -36,9 +38,21 @@ def write_meta(folder, **meta):
     (folder / "meta.json").write_text(json.dumps(meta))
 
 
+def write_trained(root, argv, method, seed=0, finished=True, **meta):
+    """A job folder as `python -m minimal.train` leaves it for the sweep `argv`: meta.json with the job's settings,
+    its history, and a test accuracy if finished."""
+    args = parse(*argv)
+    settings = sweep.job_settings(args, str(root), method, seed)
+    epochs = settings["epochs"] if finished else 1
+    meta = {"method": method, "seed": seed, "settings": settings, "history": [{}] * epochs, "steps": 10 * epochs,
+            **({"test_acc": 0.9} if finished else {}), **meta}
+    write_meta(root / f"{method}-seed{seed}", **meta)
+
+
 def test_finished_jobs_are_skipped_and_failures_reported(tmp_path, monkeypatch):
-    write_meta(tmp_path / "standard-seed0", test_acc=0.9)           # finished
-    write_meta(tmp_path / "beta-seed0", history=[])                  # stopped mid-way: runs again (resumes)
+    argv = ["--task", "fmnist", "--methods", "standard,beta,forward_noise", "--root", str(tmp_path)]
+    write_trained(tmp_path, argv, "standard")                        # finished
+    write_trained(tmp_path, argv, "beta", finished=False)            # stopped mid-way: runs again (resumes)
     ran = []
 
     def fake_run(command, log_path):
@@ -46,12 +60,26 @@ def test_finished_jobs_are_skipped_and_failures_reported(tmp_path, monkeypatch):
         return 1 if "beta" in command else 0
 
     monkeypatch.setattr(sweep, "run_logged", fake_run)
-    args = parse("--task", "fmnist", "--methods", "standard,beta,forward_noise", "--root", str(tmp_path))
+    args = parse(*argv)
     failed = sweep.train_all(args, str(tmp_path), [(m, 0) for m in args.methods])
     assert sorted(ran) == ["beta", "forward_noise"]
     assert failed == [str(tmp_path / "beta-seed0")]
-    assert sweep.is_trained(str(tmp_path / "standard-seed0"))
-    assert not sweep.is_trained(str(tmp_path / "beta-seed0"))
+    settings = sweep.job_settings(args, str(tmp_path), "standard", 0)
+    assert sweep.is_trained(str(tmp_path / "standard-seed0"), settings)
+    assert not sweep.is_trained(str(tmp_path / "standard-seed0"), {**settings, "epochs": settings["epochs"] + 1})
+    assert not sweep.is_trained(str(tmp_path / "beta-seed0"), sweep.job_settings(args, str(tmp_path), "beta", 0))
+
+
+def test_jobs_trained_with_other_settings_stop_the_sweep(tmp_path, monkeypatch, capsys):
+    """A model trained with other --train-args is not this sweep's result (it came out as one before)."""
+    old = ["--task", "fmnist", "--methods", "standard", "--root", str(tmp_path), "--train-args", "--max-steps 3"]
+    write_trained(tmp_path, old, "standard")
+    monkeypatch.setattr(sweep, "run_logged", lambda command, log: pytest.fail(f"ran {command}"))
+    new = old[:-1] + ["--lr 0.01"]
+    assert sweep.main(new) == 2
+    error = capsys.readouterr().err
+    assert len(error.splitlines()) == 1 and "lr = 0.001, this sweep asks for 0.01" in error
+    assert "max_steps = 3, this sweep asks for None" not in error       # a step budget may change, as on resume
 
 
 def test_evaluation_specs_and_baselines_make_the_commands(capsys, tmp_path):
@@ -75,8 +103,8 @@ def test_bad_evaluation_spec_is_one_line(spec, capsys):
 
 def test_report_section_is_generated_from_the_runs_and_replaced_on_rerun(tmp_path, monkeypatch):
     root = tmp_path / "runs"
-    write_meta(root / "standard-seed0", method="standard", seed=0, history=[{}, {}], steps=20, best_val_acc=0.9,
-               test_acc=0.875, train_seconds=125.0)
+    argv = ["--task", "fmnist", "--methods", "standard", "--root", str(root), "--report", str(tmp_path / "r.md")]
+    write_trained(root, argv, "standard", best_val_acc=0.9, test_acc=0.875, train_seconds=125.0)
     evaluation_folder = root / "mismatch"
     evaluation_folder.mkdir()
     (evaluation_folder / "mismatch.csv").write_text("checkpoint,ζ = 0\nstandard seed 0,87.50 ± 0.00 (87.50)\n")
@@ -103,7 +131,7 @@ def test_report_section_is_generated_from_the_runs_and_replaced_on_rerun(tmp_pat
 
 def test_an_evaluation_runs_again_when_its_arguments_change(tmp_path, monkeypatch):
     root = tmp_path / "runs"
-    write_meta(root / "standard-seed0", method="standard", seed=0, test_acc=0.9)
+    write_trained(root, ["--task", "fmnist", "--methods", "standard", "--root", str(root)], "standard")
     os.utime(root / "standard-seed0" / "meta.json", (1e9, 1e9))
     ran = []
 

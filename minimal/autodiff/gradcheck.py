@@ -65,6 +65,7 @@ def gradcheck(fn, *inputs, h=1e-6, rtol=1e-5, atol=1e-7, max_entries=200, seed=0
         numeric = numeric_gradient(fn, arrays, i, direction, h, entries)
         exact = analytic[i].reshape(-1)[entries]
         error = np.abs(exact - numeric)
+        error[~np.isfinite(error)] = np.inf   # a NaN gradient must fail (NaN > allowed would be False)
         allowed = atol + rtol * np.abs(numeric)
         worst = int(np.argmax(error - allowed))
         if error[worst] > allowed[worst]:

@@ -63,12 +63,15 @@ def fixed_subset(split: Split, count, seed=0):
 
 
 def search_folders(subfolder, data_dir=None):
-    """Where a data set may be, in search order: `data_dir`/subfolder and `data_dir`, $MINIMAL_DATA/subfolder and
-    $MINIMAL_DATA, then ~/.cache/minimal/subfolder (where the download scripts put it)."""
+    """Where a data set may be, in search order. A folder the user names (`data_dir`, i.e. --data-dir) is the only
+    place looked at: data_dir/subfolder and data_dir, so an empty or wrong folder is an error that names it, never
+    a silent fallback to another copy. Without it: $MINIMAL_DATA/subfolder and $MINIMAL_DATA, then
+    ~/.cache/minimal/subfolder (where the download scripts put it)."""
+    if data_dir is not None:
+        return [os.path.join(os.fspath(data_dir), subfolder), os.fspath(data_dir)]
     folders = []
-    for base in (data_dir, os.environ.get("MINIMAL_DATA") or None):
-        if base is not None:
-            folders += [os.path.join(os.fspath(base), subfolder), os.fspath(base)]
+    if os.environ.get("MINIMAL_DATA"):
+        folders += [os.path.join(os.environ["MINIMAL_DATA"], subfolder), os.environ["MINIMAL_DATA"]]
     folders.append(os.path.expanduser(os.path.join("~", ".cache", "minimal", subfolder)))
     return folders
 

@@ -47,10 +47,10 @@ HOW_TO_GET_IT = ("install it with `apt-get install dataset-fashion-mnist` "
 # ---------------------------------------------------------------------------------------------------------------
 
 def candidate_dirs(data_dir=None):
-    """The folders that may hold the four files, in the order we search them: `data_dir` (its `fashion-mnist/`
-    subfolder, or the folder itself), `$MINIMAL_DATA` likewise, `~/.cache/minimal/fashion-mnist` (where
-    `data_scripts/fmnist.py` downloads to), then the Debian package's folder `/usr/share/datasets/fashion-mnist`."""
-    return search_folders("fashion-mnist", data_dir) + [DEBIAN_DIR]
+    """The folders that may hold the four files, in the order we search them: `data_dir` alone when given (its
+    `fashion-mnist/` subfolder, or the folder itself); else `$MINIMAL_DATA` likewise, `~/.cache/minimal/fashion-mnist`
+    (where `data_scripts/fmnist.py` downloads to), then the Debian package's folder `/usr/share/datasets/fashion-mnist`."""
+    return search_folders("fashion-mnist", data_dir) + ([DEBIAN_DIR] if data_dir is None else [])
 
 
 def has_all_files(folder):

@@ -30,11 +30,11 @@ from ..data.common import DataNotFoundError, fixed_subset
 from ..interval import Interval
 from ..io import atomic_save_json, format_table, write_csv
 from ..nn.lsnn import LSNN
-from ..tasks import TASKS, CheckpointError, load_trained_model
-from ..train import OneLineErrorParser, nonnegative_float, positive_int
+from ..cli import (OneLineErrorParser, add_list_option, check_writable_folder, nonnegative_float, positive_int,
+                   run_reporting_errors)
+from ..tasks import TASKS, CheckpointError, check_one_task, load_trained_model
 
 DEFAULT_ZETAS = (0.0, 1e-5, 5e-5, 1e-4, 5e-4, 1e-3)  # the attack sizes of Fig. S9
-EXIT_ERROR = 1
 
 
 class IBPError(RuntimeError):
@@ -83,16 +83,18 @@ def default_label(meta):
 
 def ibp_sweep(checkpoints, zetas=DEFAULT_ZETAS, labels=None, split="test", max_samples=None, batch_size=100,
               data_dir=None):
-    """Verified accuracy of every checkpoint at every ζ: {label: {ζ: fraction}}.
+    """Verified accuracy of every checkpoint at every ζ, {label: {ζ: fraction}}, and the number of samples each
+    checkpoint was verified on, {label: count}.
 
     Each checkpoint is evaluated on the split of its own data seed (the test samples it never saw); each data set
     is loaded once per task and seed. labels: one per checkpoint (default: '<method> seed <seed>').
     """
     loaded = [load_trained_model(folder) for folder in checkpoints]
+    check_one_task([meta for _, meta in loaded], checkpoints)
     labels = labels or [default_label(meta) for _, meta in loaded]
     if len(set(labels)) < len(labels):
         raise IBPError(f"several checkpoints have the label {max(labels, key=labels.count)!r}; give each a --label")
-    datasets, table = {}, {}
+    datasets, table, counts = {}, {}, {}
     for label, (model, meta) in zip(labels, loaded):
         key = (meta["task"], meta.get("seed", 0))
         if key not in datasets:
@@ -100,7 +102,8 @@ def ibp_sweep(checkpoints, zetas=DEFAULT_ZETAS, labels=None, split="test", max_s
         samples = fixed_subset(getattr(datasets[key], split), max_samples)
         table[label] = {zeta: verified_accuracy(model, samples, zeta, batch_size, desc=f"{label}, ζ={zeta:g}")
                         for zeta in zetas}
-    return table
+        counts[label] = len(samples)
+    return table, counts
 
 
 # ---------------------------------------------------------------------------------------------------- output
@@ -112,7 +115,7 @@ def table_rows(table):
     return [header] + [[label] + [f"{100 * row[zeta]:.1f}" for zeta in zetas] for label, row in table.items()]
 
 
-def write_outputs(folder, table, settings):
+def write_outputs(folder, table, settings, subtitle=""):
     """<folder>/ibp.csv (checkpoint × ζ, verified accuracy in %), ibp.json (fractions and the settings), ibp.png
     (Fig. S9)."""
     write_csv(folder, "ibp", table_rows(table))
@@ -121,7 +124,7 @@ def write_outputs(folder, table, settings):
                       "verified_accuracy": {label: [{"zeta": zeta, "verified_accuracy": acc}
                                                     for zeta, acc in row.items()]
                                             for label, row in table.items()}})
-    plots.plot_verified_accuracy(table, os.path.join(folder, "ibp.png"))
+    plots.plot_verified_accuracy(table, os.path.join(folder, "ibp.png"), subtitle)
     print(f"wrote {os.path.join(folder, 'ibp')}.csv, .json and .png")
 
 
@@ -136,8 +139,8 @@ def build_parser():
     parser.add_argument("--label", action="append",
                         help="name in the table and legend, one per --checkpoint in the same order "
                              "(default: '<method> seed <seed>' from meta.json)")
-    parser.add_argument("--zetas", type=nonnegative_float, nargs="+", default=DEFAULT_ZETAS, metavar="ζ",
-                        help="attack sizes ζ (default: %(default)s)")
+    add_list_option(parser, "--zetas", nonnegative_float, default=DEFAULT_ZETAS, metavar="ζ",
+                    help="attack sizes ζ, space- or comma-separated (default: %(default)s)")
     parser.add_argument("--split", choices=("test", "val"), default="test", help="data split (default: test)")
     parser.add_argument("--max-samples", type=positive_int, metavar="N",
                         help="use N samples of the split, drawn at random (the same N every run) (default: all)")
@@ -155,18 +158,20 @@ def main_ibp(argv=None):
     if args.label and len(args.label) != len(args.checkpoint):
         parser.error(f"give one --label per --checkpoint: {len(args.label)} labels for "
                      f"{len(args.checkpoint)} checkpoints")
+    return run_reporting_errors(lambda: run_ibp(args), "no table was written; run the command again",
+                                expected=(IBPError, CheckpointError, DataNotFoundError))
+
+
+def run_ibp(args):
+    check_writable_folder(args.out)
     zetas = sorted(set(args.zetas))
-    try:
-        table = ibp_sweep(args.checkpoint, zetas, args.label, args.split, args.max_samples, args.batch_size,
-                          args.data_dir)
-    except (IBPError, CheckpointError, DataNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_ERROR
+    table, counts = ibp_sweep(args.checkpoint, zetas, args.label, args.split, args.max_samples, args.batch_size,
+                              args.data_dir)
     print(format_table(table_rows(table)))
     settings = {"checkpoints": args.checkpoint, "zetas": zetas, "split": args.split,
-                "max_samples": args.max_samples}
-    write_outputs(args.out, table, settings)
-    return 0
+                "max_samples": args.max_samples, "samples": counts}
+    samples = ", ".join(sorted({str(count) for count in counts.values()}))
+    write_outputs(args.out, table, settings, subtitle=f"{samples} {args.split} samples")
 
 
 if __name__ == "__main__":
