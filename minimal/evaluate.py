@@ -399,7 +399,9 @@ def run_attack(args):
         "repeats": args.repeats, "checkpoints": results})
     curves = {label: {ATTACKS[attack]: accuracies.mean(axis=1) for attack, accuracies in sweep.items()}
               for label, sweep in sweeps.items()}
-    plots.plot_attack_curves(args.zetas, curves, os.path.join(args.out, "attack.png"), subtitle=caption)
+    plots.plot_attack_curves(args.zetas, curves, os.path.join(args.out, "attack.png"),
+                             subtitle=f"Θ* per minibatch of {minibatch} of {samples} {args.split} samples, "
+                                      f"{args.repeats} repeat(s)")
 
 
 # ---------------------------------------------------------------------------------------------------- landscape
@@ -525,7 +527,9 @@ def run_membrane(args):
                                                "bin_edges": bin_edges.tolist(), "checkpoints": results})
     densities = {f"{label} ({100 * h['near_threshold']:.0f}% near threshold, {100 * h['outside']:.0f}% outside "
                  f"the plot)": h["density"] for label, h in histograms.items()}
-    plots.plot_membrane_histogram(bin_edges, densities, os.path.join(args.out, "membrane.png"))
+    samples = ", ".join(sorted({str(len(checkpoint.split)) for checkpoint in checkpoints}))
+    plots.plot_membrane_histogram(bin_edges, densities, os.path.join(args.out, "membrane.png"),
+                                  subtitle=f"every time step and neuron of {samples} {args.split} samples")
 
 
 # ---------------------------------------------------------------------------------------------------- pcm

@@ -119,7 +119,7 @@ def plot_landscape(alphas, losses, path, subtitle=""):
 
 
 # ---------------------------------------------------------------------------------------------------- Fig. S10
-def plot_membrane_histogram(bin_edges, densities, path):
+def plot_membrane_histogram(bin_edges, densities, path, subtitle=""):
     """Fig. S10: distribution of the LSNN membrane potentials V relative to the adaptive threshold B.
 
     The x axis is (V − B)/B: 0 is the threshold, and on |(V − B)/B| < 1 (shaded) the surrogate gradient of Eq. 4
@@ -127,7 +127,7 @@ def plot_membrane_histogram(bin_edges, densities, path):
     densities: label -> normalised counts per bin (the area under a curve is the fraction of values in range).
     """
     figure, axes = new_axes("Fig. S10: membrane potentials relative to the firing threshold",
-                            "(V − B) / B   (0 = threshold)", "normalised count")
+                            "(V − B) / B   (0 = threshold)", "normalised count", subtitle=subtitle)
     axes.axvspan(-1, 1, color="grey", alpha=0.12, label="|(V − B)/B| < 1: near threshold")
     axes.axvline(0, color="black", linewidth=0.8)
     for index, (label, density) in enumerate(densities.items()):
