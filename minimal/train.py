@@ -6,6 +6,7 @@ that checkpoint at the end. A folder that already holds a run is never overwritt
 continues it (a finished run stays as it is), `--overwrite` starts it again. A diverging loss (NaN, inf or
 exploded) stops training with one line; the checkpoint on disk is then still the last good one.
 """
+import functools
 import math
 import os
 import shlex
@@ -373,7 +374,8 @@ def main(argv=None):
             return (f"the state after the last finished epoch is in {settings['out']}/{RESUME_FOLDER}; continue "
                     f"with: {continue_command(argv)}")
         return "no epoch had finished, nothing was saved"
-    return run_reporting_errors(lambda: train(settings, args.data_dir), interrupted,
+    log = functools.partial(print, flush=True)     # each line reaches a log file (or a tail -f) at once
+    return run_reporting_errors(lambda: train(settings, args.data_dir, log), interrupted,
                                 expected=(DataNotFoundError, CheckpointError))
 
 
