@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from .cli import (EXIT_ERROR, EXIT_USAGE, CommandError, OneLineErrorParser, UsageError, check_writable_folder,
+from .cli import (EXIT_ERROR, CommandError, OneLineErrorParser, UsageError, check_writable_folder,
                   nonnegative_int, positive_float, positive_int, progress_bar, run_reporting_errors)
 from .data.common import DataNotFoundError, fixed_subset, iterate_minibatches
 from .io import atomic_save_json, atomic_save_npz, load_npz, read_json

@@ -11,6 +11,14 @@ import numpy as np
 import pytest
 
 from minimal import evaluate, train as train_module
+from minimal.cli import EXIT_ERROR
+from minimal.evaluate import cells as evaluation_cells
+from minimal.evaluate.common import format_cell
+from minimal.evaluate.mismatch import table1_rows
+from minimal.io import format_table
+from minimal.robust import attack as robust_attack
+from minimal.robust import landscape as robust_landscape
+from minimal.robust import mismatch as robust_mismatch
 from minimal.data.common import DataNotFoundError, Split, TaskData, fixed_subset
 from minimal.metrics import accuracy, mean_cross_entropy
 from minimal.nn.cnn import CNN
@@ -101,13 +109,13 @@ def trained_cnn():
 
 # ---------------------------------------------------------------------------------------------------- Table 1
 def test_table1_cells_and_layout():
-    summaries = {"standard seed 0": {0.0: evaluate.summarise([0.9188]), 0.1: evaluate.summarise([0.9, 0.92, 0.94])},
-                 "beta": {0.0: evaluate.summarise([0.5]), 0.1: evaluate.summarise([0.25, 0.75])}}
-    rows = evaluate.table1_rows(summaries, [0.0, 0.1])
+    summaries = {"standard seed 0": {0.0: robust_mismatch.summarise([0.9188]), 0.1: robust_mismatch.summarise([0.9, 0.92, 0.94])},
+                 "beta": {0.0: robust_mismatch.summarise([0.5]), 0.1: robust_mismatch.summarise([0.25, 0.75])}}
+    rows = table1_rows(summaries, [0.0, 0.1])
     assert rows == [["checkpoint", "ζ = 0", "ζ = 0.1"],
                     ["standard seed 0", "91.88 ± 0.00 (91.88)", "92.00 ± 1.63 (90.00)"],
                     ["beta", "50.00 ± 0.00 (50.00)", "50.00 ± 25.00 (25.00)"]]
-    assert evaluate.format_table(rows) == (
+    assert format_table(rows) == (
         "checkpoint       ζ = 0                 ζ = 0.1\n"
         "standard seed 0  91.88 ± 0.00 (91.88)  92.00 ± 1.63 (90.00)\n"
         "beta             50.00 ± 0.00 (50.00)  50.00 ± 25.00 (25.00)")
@@ -120,18 +128,18 @@ def test_mismatch_statistics_of_stubbed_draws(monkeypatch):
     def stub_accuracy(model, split, batch_size, params):
         seen.append(params)
         return next(scores)
-    monkeypatch.setattr(evaluate, "accuracy", stub_accuracy)
-    accuracies = evaluate.mismatch_accuracies(model, data.test, 0.3, 4, np.random.default_rng(0))
+    monkeypatch.setattr(robust_mismatch, "accuracy", stub_accuracy)
+    accuracies = robust_mismatch.mismatch_accuracies(model, data.test, 0.3, 4, np.random.default_rng(0))
     np.testing.assert_array_equal(accuracies, [0.5, 0.7, 0.9, 0.6])
-    assert evaluate.format_cell(evaluate.summarise(accuracies)) == "67.50 ± 14.79 (50.00)"  # std with ddof 0
+    assert format_cell(robust_mismatch.summarise(accuracies)) == "67.50 ± 14.79 (50.00)"  # std with ddof 0
     assert len(seen) == 4 and not np.array_equal(seen[0]["fc1.weight"], seen[1]["fc1.weight"])  # 4 distinct chips
 
 
 def test_mismatch_at_zeta_zero_is_one_draw_with_the_clean_accuracy():
     model, data = trained_cnn()
-    accuracies = evaluate.mismatch_accuracies(model, data.test, 0.0, 100, np.random.default_rng(0), batch_size=7)
+    accuracies = robust_mismatch.mismatch_accuracies(model, data.test, 0.0, 100, np.random.default_rng(0), batch_size=7)
     assert accuracies.tolist() == [accuracy(model, data.test)]
-    noisy = evaluate.mismatch_accuracies(model, data.test, 0.5, 5, np.random.default_rng(0))
+    noisy = robust_mismatch.mismatch_accuracies(model, data.test, 0.5, 5, np.random.default_rng(0))
     assert noisy.shape == (5,) and len(set(noisy.tolist())) > 1
 
 
@@ -147,28 +155,28 @@ def test_max_samples_takes_the_same_subset_of_every_class():
 def test_pga_attack_lowers_accuracy_more_than_a_random_perturbation():
     model, data = trained_cnn()
     clean = accuracy(model, data.test)
-    attacked = {attack: evaluate.attacked_accuracy(model, data.test, attack, 0.2, np.random.default_rng(0), 30)
-                for attack in evaluate.ATTACKS}
+    attacked = {attack: robust_attack.attacked_accuracy(model, data.test, attack, 0.2, np.random.default_rng(0), 30)
+                for attack in robust_attack.ATTACKS}
     assert clean > 0.95
     assert attacked["pga-ce"] < attacked["random"] - 0.2
     assert attacked["pga-kl"] < attacked["random"] - 0.1
-    assert evaluate.attacked_accuracy(model, data.test, "pga-ce", 0.0, np.random.default_rng(0)) == clean
+    assert robust_attack.attacked_accuracy(model, data.test, "pga-ce", 0.0, np.random.default_rng(0)) == clean
 
 
 # ---------------------------------------------------------------------------------------------------- landscape
 def test_landscape_at_alpha_zero_is_the_clean_loss():
     model, data = trained_cnn()
-    direction = evaluate.random_direction(model, 0.2, np.random.default_rng(0))
-    losses = evaluate.loss_along(model, data.test, direction, np.array([-1.0, 0.0, 1.0]))
+    direction = robust_landscape.random_direction(model, 0.2, np.random.default_rng(0))
+    losses = robust_landscape.loss_along(model, data.test, direction, np.array([-1.0, 0.0, 1.0]))
     assert losses[1] == pytest.approx(mean_cross_entropy(model, data.test), rel=1e-6)
     assert losses[0] > losses[1] and losses[2] > losses[1]
 
 
 def test_landscape_slope_is_mean_absolute_difference_over_spacing():
     alphas = np.linspace(-2, 2, 5)
-    assert evaluate.landscape_slope(alphas, alphas ** 2) == pytest.approx(2.0)  # |Δ| = 3, 1, 1, 3; Δα = 1
-    assert evaluate.landscape_slope(np.array([0, 0.5, 1, 1.5]), np.array([1, 2, 1.5, 1.5])) == pytest.approx(1.0)
-    assert evaluate.landscape_slope(alphas, np.full(5, 0.3)) == 0.0
+    assert robust_landscape.landscape_slope(alphas, alphas ** 2) == pytest.approx(2.0)  # |Δ| = 3, 1, 1, 3; Δα = 1
+    assert robust_landscape.landscape_slope(np.array([0, 0.5, 1, 1.5]), np.array([1, 2, 1.5, 1.5])) == pytest.approx(1.0)
+    assert robust_landscape.landscape_slope(alphas, np.full(5, 0.3)) == 0.0
 
 
 # ---------------------------------------------------------------------------------------------------- CLI
@@ -232,7 +240,7 @@ def test_cli_mismatch_pool_puts_the_draws_of_model_instances_together(checkpoint
     assert (tmp_path / "pooled" / "mismatch.csv").read_text().splitlines()[1].startswith("standard,")
     capsys.readouterr()
     same_labels = ["--label", "net", "--label", "net", "--out", str(tmp_path / "refused")]
-    assert evaluate.main(common + same_labels) == evaluate.EXIT_ERROR
+    assert evaluate.main(common + same_labels) == EXIT_ERROR
     assert "labelled 'net'" in capsys.readouterr().err
 
 
@@ -241,14 +249,14 @@ def test_u_test_of_the_draws():
     low, high = rng.uniform(0.5, 0.6, 100), rng.uniform(0.7, 0.8, 100)
     accuracies = {"a": {0.0: np.array([0.9]), 0.5: low}, "b": {0.0: np.array([0.9]), 0.5: high},
                   "c": {0.0: np.array([0.9]), 0.5: low.copy()}}
-    tests = evaluate.u_test_p_values(accuracies, [0.0, 0.5])
+    tests = robust_mismatch.u_test_p_values(accuracies, [0.0, 0.5])
     assert [(first, second, zeta) for first, second, zeta, _ in tests] == [("a", "b", 0.5), ("a", "c", 0.5),
                                                                            ("b", "c", 0.5)]
     p = {(first, second): p_value for first, second, _, p_value in tests}
     assert p["a", "b"] < 1e-30 and p["b", "c"] == p["a", "b"]     # no overlap at all: far below the paper's 2e-8
     assert p["a", "c"] == pytest.approx(1.0)                       # the same draws
     shifted = {"a": {0.5: low}, "b": {0.5: low + 0.002}}            # overlapping: not significant
-    assert evaluate.u_test_p_values(shifted, [0.5])[0][3] > 0.05
+    assert robust_mismatch.u_test_p_values(shifted, [0.5])[0][3] > 0.05
 
 
 def test_cli_mismatch_jobs_give_the_same_table(checkpoints, tmp_path):
@@ -265,13 +273,13 @@ def test_cli_mismatch_jobs_give_the_same_table(checkpoints, tmp_path):
 
 
 def counting_timed_mismatch(monkeypatch):
-    """Replace evaluate.timed_mismatch by itself plus a list of the (label, ζ) cells it computes."""
-    computed, original = [], evaluate.timed_mismatch
+    """Replace cells.timed_mismatch by itself plus a list of the (label, ζ) cells it computes."""
+    computed, original = [], evaluation_cells.timed_mismatch
 
     def counted(checkpoint, zeta, args):
         computed.append((checkpoint.label, zeta))
         return original(checkpoint, zeta, args)
-    monkeypatch.setattr(evaluate, "timed_mismatch", counted)
+    monkeypatch.setattr(evaluation_cells, "timed_mismatch", counted)
     return computed
 
 
@@ -319,11 +327,11 @@ def test_cli_mismatch_sets_aside_an_unreadable_cell_file(checkpoints, tmp_path, 
 def test_cli_attack(checkpoints, tmp_path):
     out = tmp_path / "attack"
     code = evaluate.main(["attack", "--checkpoint", str(checkpoints / "cnn0"), "--label", "Standard", "--zetas", "0",
-                          "0.3", "--num-steps", "3", "--batch-size", "45", "--out", str(out)])
+                          "0.3", "--attack-steps", "3", "--batch-size", "45", "--out", str(out)])
     assert code == 0
     assert_outputs(out, "attack")
     results = read_json(out / "attack.json")["checkpoints"][0]["results"]
-    assert [(r["attack"], r["zeta"]) for r in results] == [(a, z) for a in evaluate.ATTACKS for z in (0.0, 0.3)]
+    assert [(r["attack"], r["zeta"]) for r in results] == [(a, z) for a in robust_attack.ATTACKS for z in (0.0, 0.3)]
     assert len({r["mean"] for r in results if r["zeta"] == 0}) == 1  # no attack at ζ = 0: the clean accuracy
 
 
@@ -360,11 +368,13 @@ def test_cli_membrane_needs_an_lsnn(checkpoints, tmp_path, capsys):
     assert "need an LSNN" in capsys.readouterr().err
 
 
-def test_ibp_is_forwarded(monkeypatch):
-    received = []
-    monkeypatch.setattr(evaluate, "main_ibp", lambda argv: received.append(argv) or 0)
-    assert evaluate.main(["ibp", "--checkpoint", "x", "--zetas", "0.001"]) == 0
-    assert received == [["--checkpoint", "x", "--zetas", "0.001"]]
+def test_every_subcommand_is_registered_alike():
+    """ibp is a subcommand like the others (it was handed over to a parser of its own)."""
+    subcommands = evaluate.build_parser()._subparsers._group_actions[0].choices
+    assert list(subcommands) == ["mismatch", "attack", "landscape", "membrane", "pcm", "ibp"]
+    for name, parser in subcommands.items():
+        options = {option for action in parser._actions for option in action.option_strings}
+        assert {"--checkpoint", "--label", "--split", "--out", "--max-samples", "--batch-size"} <= options, name
 
 
 def broken_checkpoints(folder, checkpoints):

@@ -13,7 +13,7 @@ from minimal.data.common import Split
 from minimal.nn.lsnn import LSNN
 from minimal.nn.module import save_checkpoint
 from minimal.data.common import fixed_subset
-from minimal.robust.ibp import main_ibp, verified_accuracy, verified_mask
+from minimal.robust.ibp import verified_accuracy, verified_mask
 from minimal.tasks import TASKS
 
 
@@ -67,8 +67,8 @@ def ecg_checkpoint(tmp_path_factory):
 
 def test_command_line_prints_the_table_and_writes_csv_json_png(ecg_checkpoint, tmp_path, capsys):
     out = str(tmp_path / "out")
-    code = main_ibp(["--checkpoint", ecg_checkpoint, "--zetas", "0", "1e-4", "--max-samples", "30",
-                     "--label", "tiny", "--out", out])
+    code = evaluate.main(["ibp", "--checkpoint", ecg_checkpoint, "--zetas", "0", "1e-4", "--max-samples", "30",
+                          "--label", "tiny", "--out", out])
     assert code == 0
     printed = capsys.readouterr().out
     assert "tiny" in printed and "ζ = 0.0001" in printed
@@ -85,13 +85,15 @@ def test_command_line_prints_the_table_and_writes_csv_json_png(ecg_checkpoint, t
     assert rows[1] == ["tiny"] + [f"{100 * cell['verified_accuracy']:.1f}" for cell in cells]
 
 
-def test_evaluate_ibp_subcommand_hands_over(ecg_checkpoint, tmp_path):
-    assert evaluate.main(["ibp", "--checkpoint", ecg_checkpoint, "--zetas", "0", "--max-samples", "5",
+def test_ibp_accepts_comma_separated_zetas(ecg_checkpoint, tmp_path):
+    assert evaluate.main(["ibp", "--checkpoint", ecg_checkpoint, "--zetas", "0,1e-4", "--max-samples", "5",
                           "--out", str(tmp_path)]) == 0
+    with open(os.path.join(tmp_path, "ibp.json")) as f:
+        assert json.load(f)["settings"]["zetas"] == [0.0, 1e-4]
 
 
 def test_missing_checkpoint_is_one_line_and_exit_code_1(tmp_path, capsys):
-    assert main_ibp(["--checkpoint", str(tmp_path / "nothing"), "--out", str(tmp_path)]) == 1
+    assert evaluate.main(["ibp", "--checkpoint", str(tmp_path / "nothing"), "--out", str(tmp_path)]) == 1
     error = capsys.readouterr().err.strip()
     assert error.count("\n") == 0 and "nothing" in error and "not found" in error
 
@@ -101,5 +103,5 @@ def test_bad_arguments_exit_with_code_2(ecg_checkpoint, capsys):
                  ["--checkpoint", ecg_checkpoint, "--label", "a", "--label", "b"],
                  ["--checkpoint", ecg_checkpoint, "--split", "train"]):
         with pytest.raises(SystemExit) as exit_info:
-            main_ibp(argv)
+            evaluate.main(["ibp", *argv])
         assert exit_info.value.code == 2

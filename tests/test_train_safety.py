@@ -182,7 +182,7 @@ def test_ctrl_c_in_evaluate_and_sweep_is_one_line(tmp_path, capsys, monkeypatch)
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setitem(evaluate.COMMANDS, "mismatch", interrupt)
+    monkeypatch.setattr(evaluate.SUBCOMMANDS["mismatch"], "run", interrupt)
     capsys.readouterr()
     out = str(tmp_path / "eval")
     assert evaluate.main(["mismatch", "--checkpoint", "x", "--out", out]) == EXIT_INTERRUPTED

@@ -12,7 +12,7 @@ import pytest
 
 from minimal.data.common import DataNotFoundError
 from minimal.data.fmnist import find_fmnist_dir
-from minimal.evaluate import single_threaded_children
+from minimal.evaluate.cells import single_threaded_children
 
 TUTORIALS = Path(__file__).resolve().parent.parent / "tutorials"
 NOTEBOOKS = sorted(TUTORIALS.glob("*.ipynb"))

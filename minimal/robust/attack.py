@@ -17,13 +17,16 @@ Two objectives, both functions of the logits at Θ*:
 
 The attack works for any Module whose forward is `forward(x, params)`: it evaluates the model at Θ* by passing
 the arrays in, never changing the model. Besides Θ* it returns what the Jacobian dΘ*/dΘ needs (jacobian.py).
-`random_box_attack` is the random perturbation of equal size the paper compares against.
+`random_box_attack` is the random perturbation of equal size the paper compares against; `attacked_accuracy`
+measures a network under either (Fig. 3, S3, S5c).
 """
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..autodiff import Tensor, no_grad
+from ..data.common import iterate_minibatches
+from ..metrics import accuracy, predict_logits
 from .losses import cross_entropy_loss, kl_boundary_loss
 from .mismatch import parameter_arrays
 
@@ -149,3 +152,39 @@ def random_box_attack(model, zeta, rng, names=None):
     theta = parameter_arrays(model, names)
     return {name: value + zeta * np.abs(value) * rng.choice([-1, 1], size=value.shape).astype(value.dtype)
             for name, value in theta.items()}
+
+
+# ---------------------------------------------------------------------------------------------------- measuring
+ATTACKS = {                                                 # --attacks name -> name in tables and legends
+    "pga-ce": "PGA on cross-entropy",
+    "pga-kl": "PGA on KL",
+    "random": "random box corner",
+}
+
+
+def attacked_parameters(model, x, y, attack, zeta, rng, num_steps=10, epsilon=0.001):
+    """Θ* for one minibatch (x, y): PGA (Algorithm 1) on its cross-entropy ("pga-ce", Fig. 3) or on the KL
+    between the clean and the attacked outputs ("pga-kl", Fig. S3), or a random corner of the ζ-box ("random")."""
+    if attack == "random":
+        return random_box_attack(model, zeta, rng)
+    objective = cross_entropy_objective(y) if attack == "pga-ce" else kl_objective(model, x)
+    return pga_attack(model, x, objective, rng, zeta, num_steps, epsilon).theta_star
+
+
+def attacked_accuracy(model, split, attack, zeta, rng, batch_size=1000, num_steps=10, epsilon=0.001):
+    """Accuracy on the split after the attack, which is computed per minibatch.
+
+    The split is cut into random minibatches of `batch_size` samples; each minibatch gets its own Θ*, and its
+    samples are classified at that Θ*. So Θ* is tailored to the samples it is scored on: a smaller minibatch
+    makes a stronger attack, and so would a minibatch of one class (the ECG test split is sorted by class, hence
+    the shuffle). batch_size ≥ len(split) gives one Θ* for the whole split, as the authors' worst-case experiment
+    (`get_whole_attacked_test_acc`) attacks the whole test set at once. ζ = 0 leaves nothing to attack (the box
+    is the point Θ): the clean accuracy.
+    """
+    if zeta == 0:
+        return accuracy(model, split, batch_size)
+    correct = 0
+    for x, y in iterate_minibatches(split, batch_size, rng):
+        theta_star = attacked_parameters(model, x, y, attack, zeta, rng, num_steps, epsilon)
+        correct += int(np.sum(predict_logits(model, x, batch_size, theta_star).argmax(axis=1) == y))
+    return correct / len(split)

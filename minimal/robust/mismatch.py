@@ -10,8 +10,17 @@ A draw is a dict name -> array holding only the attacked parameters; pass it as 
 model uses its own values for the rest. `stacked_draws` puts many draws on a leading axis, (draws, *shape) per
 name, for evaluating them in one batched pass. All randomness comes from the `rng` (np.random.Generator) you
 pass: the same seed gives the same draws.
+
+Table 1 measures a network by the accuracies of many draws (`mismatch_accuracies`), reported as mean, std and
+min (`summarise`), and compares two networks by the Mann–Whitney U test of their draws (`u_test_p_values`).
 """
+from itertools import combinations
+
 import numpy as np
+from scipy.stats import mannwhitneyu
+
+from ..cli import progress_bar
+from ..metrics import accuracy
 
 
 def parameter_arrays(model, names=None):
@@ -68,3 +77,33 @@ def stacked_draws(model, level, num_draws, rng, names=None, noise="relative"):
         raise ValueError(f"num_draws must be at least 1, got {num_draws}")
     draws = list(mismatch_draws(model, level, num_draws, rng, names, noise))
     return {name: np.stack([draw[name] for draw in draws]) for name in draws[0]}
+
+
+# ---------------------------------------------------------------------------------------------------- Table 1
+def mismatch_accuracies(model, split, zeta, num_draws, rng, batch_size=500, desc=None, noise="relative"):
+    """Accuracy on the split for each of `num_draws` mismatch draws Θ·(1 + ζ·N(0, 1)) (Eq. 1).
+
+    A draw is one simulated chip: a full set of frozen parameters, passed to the model as `params` (the model
+    itself is never changed). It is scored on the whole split in batches of `batch_size` samples under no_grad,
+    in float32, so the only Python loop is over draws and batches. ζ = 0 needs one draw: that draw is Θ itself.
+    noise: one of mismatch.NOISE_MODELS (Eq. 1 by default; "layer_max" for the Gaussian noise of Fig. 5).
+    """
+    num_draws = 1 if zeta == 0 else num_draws
+    draws = progress_bar(mismatch_draws(model, zeta, num_draws, rng, noise=noise), total=num_draws, desc=desc,
+                         unit="draw")
+    return np.array([accuracy(model, split, batch_size, draw) for draw in draws])
+
+
+def summarise(accuracies):
+    """Table 1's numbers of one cell, in %: mean, standard deviation (of the draws, ddof 0) and minimum."""
+    percent = 100 * np.asarray(accuracies, dtype=np.float64)
+    return {"mean": float(percent.mean()), "std": float(percent.std()), "min": float(percent.min())}
+
+
+def u_test_p_values(accuracies, zetas):
+    """The paper's significance test (§4: "p < 2 × 10⁻⁸ in all cases; U test"): for every pair of checkpoints and
+    every ζ > 0, the two-sided Mann–Whitney U test of the two sets of draws. Returns (first, second, ζ, p) tuples.
+    accuracies: label -> {ζ: the draws' accuracies}."""
+    return [(first, second, zeta, float(mannwhitneyu(accuracies[first][zeta], accuracies[second][zeta],
+                                                     alternative="two-sided").pvalue))
+            for first, second in combinations(accuracies, 2) for zeta in zetas if zeta > 0]

@@ -1,0 +1,73 @@
+"""python -m minimal.evaluate attack: Fig. 3, S3 and S5c, test accuracy after the weight attack of Algorithm 1 (PGA
+on the cross-entropy or on the KL boundary loss) and after a random perturbation of the same size."""
+import os
+
+import numpy as np
+
+from .. import plots
+from ..cli import add_list_option, nonnegative_float, positive_int, progress_bar
+from ..io import format_table
+from ..robust.attack import ATTACKS, attacked_accuracy
+from .common import add_common_options, checkpoint_record, generator, load_checkpoints, write_outputs
+
+NAME = "attack"
+HELP = "Fig. 3, S3, S5c: accuracy after the PGA weight attack and a random one"
+ATTACK_ZETAS = (0.0, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5)      # Fig. 3
+
+
+def add_arguments(attack):
+    add_common_options(attack, 1000, "samples per attacked minibatch: each minibatch gets its own Θ*")
+    add_list_option(attack, "--zetas", nonnegative_float, default=ATTACK_ZETAS, metavar="ζ",
+                    help="attack sizes: the box |Θ* − Θ| ≤ ζ|Θ|, space- or comma-separated (default: %(default)s)")
+    add_list_option(attack, "--attacks", str, choices=list(ATTACKS), default=list(ATTACKS), metavar="ATTACK",
+                    help="pga-ce: PGA on the cross-entropy (Fig. 3); pga-kl: PGA on the KL boundary loss (Fig. S3); "
+                         "random: a random corner of the box (Fig. S5c) (default: all three)")
+    attack.add_argument("--repeats", type=positive_int, default=1,
+                        help="repeats with other seeds, averaged (default: 1)")
+    attack.add_argument("--attack-steps", type=positive_int, default=10, help="PGA steps N_steps (default: 10)")
+    attack.add_argument("--epsilon", type=nonnegative_float, default=0.001,
+                        help="random start Θ*₀ = Θ + |Θ|·ε·N(0, 1) (default: 0.001)")
+
+
+def check_arguments(parser, args):
+    args.zetas = sorted(set(args.zetas))
+
+
+def attack_sweep(checkpoint, args):
+    """attack -> accuracies (len(ζ), repeats) of one checkpoint, for every attack, ζ and repeat."""
+    accuracies = {attack: np.zeros((len(args.zetas), args.repeats)) for attack in args.attacks}
+    cells = [(attack, k, repeat)
+             for attack in args.attacks for k in range(len(args.zetas)) for repeat in range(args.repeats)]
+    for attack, k, repeat in progress_bar(cells, desc=checkpoint.label, unit="attack"):
+        rng = generator(args.seed, list(ATTACKS).index(attack), args.zetas[k], repeat)
+        accuracies[attack][k, repeat] = attacked_accuracy(checkpoint.model, checkpoint.split, attack, args.zetas[k],
+                                                          rng, args.batch_size, args.attack_steps, args.epsilon)
+    return accuracies
+
+
+def run(args):
+    checkpoints = load_checkpoints(args)
+    sweeps = {checkpoint.label: attack_sweep(checkpoint, args) for checkpoint in checkpoints}
+    rows = [["checkpoint", "attack"] + [f"ζ = {zeta:g}" for zeta in args.zetas]]
+    rows += [[label, attack] + [f"{100 * mean:.2f}" for mean in accuracies.mean(axis=1)]
+             for label, sweep in sweeps.items() for attack, accuracies in sweep.items()]
+    samples = min(len(checkpoint.split) for checkpoint in checkpoints)
+    minibatch = min(args.batch_size, samples)      # a split smaller than --batch-size is attacked in one piece
+    caption = (f"{args.split} accuracy (%) after the attack, Θ* computed per minibatch of {minibatch} of the "
+               f"{samples} samples, mean over {args.repeats} repeat(s)")
+    print(f"Fig. 3 / S3 / S5c: {caption}")
+    print(format_table(rows))
+    results = [{**checkpoint_record(checkpoint), "results": [
+        {"attack": attack, "zeta": zeta, "accuracies": accuracies[k].tolist(), "mean": float(accuracies[k].mean()),
+         "std": float(accuracies[k].std())}
+        for attack, accuracies in sweeps[checkpoint.label].items() for k, zeta in enumerate(args.zetas)]}
+        for checkpoint in checkpoints]
+    write_outputs(args.out, "attack", rows, record={
+        "figure": "Fig. 3, S3, S5c", "split": args.split, "seed": args.seed, "zetas": args.zetas,
+        "attack_batch_size": args.batch_size, "attack_steps": args.attack_steps, "epsilon": args.epsilon,
+        "repeats": args.repeats, "checkpoints": results})
+    curves = {label: {ATTACKS[attack]: accuracies.mean(axis=1) for attack, accuracies in sweep.items()}
+              for label, sweep in sweeps.items()}
+    plots.plot_attack_curves(args.zetas, curves, os.path.join(args.out, "attack.png"),
+                             subtitle=f"Θ* per minibatch of {minibatch} of {samples} {args.split} samples, "
+                                      f"{args.repeats} repeat(s)")
