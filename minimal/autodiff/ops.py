@@ -6,9 +6,11 @@ NumPy arrays) are treated as constants.
 
 Broadcasting: when an input was broadcast in the forward pass (a bias of shape (64,) added to (100, 64)), its
 gradient must be summed back over the broadcast axes. `unbroadcast` is the one place that does it.
-"""
-import builtins
 
+Each op labels its output with a short name (`op=` of `Tensor.from_op`), which `print_graph` shows. Ops whose
+natural name is a Python builtin are named as in NumPy or TensorFlow instead: `absolute`, `power`, `reduce_sum`,
+`reduce_max` (Tensor's methods keep the short names: t.sum(), t.max(), t.abs()).
+"""
 import numpy as np
 
 from ..kernels import conv as conv_kernels
@@ -25,7 +27,7 @@ def as_tensor(value, like=None):
     return Tensor(value)
 
 
-def _pair(a, b):
+def _operands(a, b):
     """Both operands of a binary op as Tensors (a constant borrows the dtype of the Tensor operand)."""
     if isinstance(a, Tensor):
         return a, as_tensor(b, like=a)
@@ -59,64 +61,64 @@ def _expand_reduced(grad, input_shape, axis, keepdims):
 
 # ---------------------------------------------------------------------------------------------------- arithmetic
 def add(a, b):
-    a, b = _pair(a, b)
+    a, b = _operands(a, b)
 
     def backward(g):
         accumulate_grad(a, unbroadcast(g, a.shape))
         accumulate_grad(b, unbroadcast(g, b.shape))
-    return Tensor.from_op(a.data + b.data, (a, b), backward)
+    return Tensor.from_op(a.data + b.data, (a, b), backward, "+")
 
 
 def sub(a, b):
-    a, b = _pair(a, b)
+    a, b = _operands(a, b)
 
     def backward(g):
         accumulate_grad(a, unbroadcast(g, a.shape))
         accumulate_grad(b, unbroadcast(-g, b.shape))
-    return Tensor.from_op(a.data - b.data, (a, b), backward)
+    return Tensor.from_op(a.data - b.data, (a, b), backward, "-")
 
 
 def mul(a, b):
-    a, b = _pair(a, b)
+    a, b = _operands(a, b)
 
     def backward(g):
         accumulate_grad(a, unbroadcast(g * b.data, a.shape))
         accumulate_grad(b, unbroadcast(g * a.data, b.shape))
-    return Tensor.from_op(a.data * b.data, (a, b), backward)
+    return Tensor.from_op(a.data * b.data, (a, b), backward, "*")
 
 
 def div(a, b):
-    a, b = _pair(a, b)
+    a, b = _operands(a, b)
     out = a.data / b.data
 
     def backward(g):
         accumulate_grad(a, unbroadcast(g / b.data, a.shape))
         accumulate_grad(b, unbroadcast(-g * out / b.data, b.shape))  # d(a/b)/db = -a/b² = -out/b
-    return Tensor.from_op(out, (a, b), backward)
+    return Tensor.from_op(out, (a, b), backward, "/")
 
 
 def neg(a):
     def backward(g):
         accumulate_grad(a, -g)
-    return Tensor.from_op(-a.data, (a,), backward)
+    return Tensor.from_op(-a.data, (a,), backward, "neg")
 
 
-def pow(a, exponent):
+def power(a, exponent):
     """a ** exponent for a constant (Python number) exponent."""
     if isinstance(exponent, Tensor):
-        raise TypeError("pow: the exponent must be a constant number, not a Tensor")
+        raise TypeError("power: the exponent must be a constant number, not a Tensor")
 
     def backward(g):
         if exponent == 0:  # a⁰ = 1 is constant; the general formula would give 0 · 0⁻¹ = 0 · inf = NaN at a = 0
             accumulate_grad(a, np.zeros_like(a.data))
         else:
             accumulate_grad(a, g * exponent * a.data ** (exponent - 1))
-    return Tensor.from_op(a.data ** exponent, (a,), backward)
+    return Tensor.from_op(a.data ** exponent, (a,), backward, f"**{exponent}")
 
 
 def matmul(a, b):
     """a @ b for arrays of 2 or more dimensions (leading axes broadcast as in np.matmul)."""
-    a, b = _pair(a, b)
+    a, b = _operands(a, b)
     if a.ndim < 2 or b.ndim < 2:
         raise ValueError(f"matmul needs 2-D or batched operands, got shapes {a.shape} and {b.shape}")
     if a.shape[-1] != b.shape[-2]:
@@ -125,7 +127,7 @@ def matmul(a, b):
     def backward(g):
         accumulate_grad(a, unbroadcast(g @ np.swapaxes(b.data, -1, -2), a.shape))
         accumulate_grad(b, unbroadcast(np.swapaxes(a.data, -1, -2) @ g, b.shape))
-    return Tensor.from_op(a.data @ b.data, (a, b), backward)
+    return Tensor.from_op(a.data @ b.data, (a, b), backward, "matmul")
 
 
 # ---------------------------------------------------------------------------------------------------- elementwise
@@ -134,67 +136,36 @@ def exp(a):
 
     def backward(g):
         accumulate_grad(a, g * out)
-    return Tensor.from_op(out, (a,), backward)
+    return Tensor.from_op(out, (a,), backward, "exp")
 
 
 def log(a):
     def backward(g):
         accumulate_grad(a, g / a.data)
-    return Tensor.from_op(np.log(a.data), (a,), backward)
+    return Tensor.from_op(np.log(a.data), (a,), backward, "log")
 
 
-def abs(a):
+def absolute(a):
     def backward(g):
         accumulate_grad(a, g * np.sign(a.data))
-    return Tensor.from_op(np.abs(a.data), (a,), backward)
-
-
-def sign(a):
-    """sign(a); piecewise constant, so its gradient is zero everywhere (and undefined at 0: we use 0)."""
-    def backward(g):
-        accumulate_grad(a, np.zeros_like(a.data))
-    return Tensor.from_op(np.sign(a.data), (a,), backward)
+    return Tensor.from_op(np.abs(a.data), (a,), backward, "absolute")
 
 
 def relu(a):
     def backward(g):
         accumulate_grad(a, g * (a.data > 0))
-    return Tensor.from_op(np.maximum(a.data, 0), (a,), backward)
-
-
-def sigmoid(a):
-    """1 / (1 + e^−a), computed from e = e^−|a| ≤ 1, which never overflows:
-
-        a ≥ 0:  1 / (1 + e)           a < 0:  e / (1 + e)   (the same value, multiplied by e^a / e^a)
-
-    Neither form overflows or subtracts nearly equal numbers, so both keep full relative precision. (The form
-    ½(1 + tanh(a/2)) cancels 1 against tanh ≈ −1: 1.7e-4 off at a = −30 and 0 below a ≈ −37 in float64.)
-    """
-    e = np.exp(-np.abs(a.data))
-    out = np.where(a.data >= 0, 1, e) / (1 + e)
-
-    def backward(g):  # σ'(a) = σ(a)·σ(−a) = e / (1 + e)²; out·(1 − out) would round to 0 for large a
-        accumulate_grad(a, g * e / (1 + e) ** 2)
-    return Tensor.from_op(out, (a,), backward)
-
-
-def tanh(a):
-    out = np.tanh(a.data)
-
-    def backward(g):
-        accumulate_grad(a, g * (1 - out * out))
-    return Tensor.from_op(out, (a,), backward)
+    return Tensor.from_op(np.maximum(a.data, 0), (a,), backward, "relu")
 
 
 def where(condition, a, b):
     """condition ? a : b elementwise; `condition` is a constant boolean array."""
     condition = np.asarray(condition.data if isinstance(condition, Tensor) else condition, dtype=bool)
-    a, b = _pair(a, b)
+    a, b = _operands(a, b)
 
     def backward(g):
         accumulate_grad(a, unbroadcast(np.where(condition, g, 0), a.shape))
         accumulate_grad(b, unbroadcast(np.where(condition, 0, g), b.shape))
-    return Tensor.from_op(np.where(condition, a.data, b.data), (a, b), backward)
+    return Tensor.from_op(np.where(condition, a.data, b.data), (a, b), backward, "where")
 
 
 def clip(a, low, high):
@@ -203,14 +174,15 @@ def clip(a, low, high):
 
     def backward(g):
         accumulate_grad(a, g * inside)
-    return Tensor.from_op(np.clip(a.data, low, high), (a,), backward)
+    return Tensor.from_op(np.clip(a.data, low, high), (a,), backward, "clip")
 
 
 # ---------------------------------------------------------------------------------------------------- reductions
-def sum(a, axis=None, keepdims=False):
+def reduce_sum(a, axis=None, keepdims=False):
+    """Sum over axes (all when axis is None); every input entry gets the gradient of the sum it is part of."""
     def backward(g):
         accumulate_grad(a, np.broadcast_to(_expand_reduced(g, a.shape, axis, keepdims), a.shape))
-    return Tensor.from_op(np.sum(a.data, axis=axis, keepdims=keepdims), (a,), backward)
+    return Tensor.from_op(np.sum(a.data, axis=axis, keepdims=keepdims), (a,), backward, "reduce_sum")
 
 
 def mean(a, axis=None, keepdims=False):
@@ -218,10 +190,10 @@ def mean(a, axis=None, keepdims=False):
 
     def backward(g):
         accumulate_grad(a, np.broadcast_to(_expand_reduced(g, a.shape, axis, keepdims) / count, a.shape))
-    return Tensor.from_op(np.mean(a.data, axis=axis, keepdims=keepdims), (a,), backward)
+    return Tensor.from_op(np.mean(a.data, axis=axis, keepdims=keepdims), (a,), backward, "mean")
 
 
-def max(a, axis=None, keepdims=False):
+def reduce_max(a, axis=None, keepdims=False):
     """Maximum over axes. The gradient goes to the maximal entries (shared equally between ties)."""
     out = np.max(a.data, axis=axis, keepdims=keepdims)
 
@@ -229,14 +201,14 @@ def max(a, axis=None, keepdims=False):
         is_max = a.data == _expand_reduced(out, a.shape, axis, keepdims)
         share = is_max / np.sum(is_max, axis=axis, keepdims=True)
         accumulate_grad(a, share * _expand_reduced(g, a.shape, axis, keepdims))
-    return Tensor.from_op(out, (a,), backward)
+    return Tensor.from_op(out, (a,), backward, "reduce_max")
 
 
 # ---------------------------------------------------------------------------------------------------- structure
 def reshape(a, shape):
     def backward(g):
         accumulate_grad(a, g.reshape(a.shape))
-    return Tensor.from_op(a.data.reshape(shape), (a,), backward)
+    return Tensor.from_op(a.data.reshape(shape), (a,), backward, "reshape")
 
 
 def flatten(a):
@@ -252,7 +224,7 @@ def transpose(a, axes=None):
 
     def backward(g):
         accumulate_grad(a, np.transpose(g, inverse))
-    return Tensor.from_op(out, (a,), backward)
+    return Tensor.from_op(out, (a,), backward, "transpose")
 
 
 def getitem(a, index):
@@ -264,7 +236,7 @@ def getitem(a, index):
         grad = np.zeros_like(a.data)
         np.add.at(grad, index, g)
         accumulate_grad(a, grad)
-    return Tensor.from_op(a.data[index], (a,), backward)
+    return Tensor.from_op(a.data[index], (a,), backward, "getitem")
 
 
 def concatenate(tensors, axis=0):
@@ -274,18 +246,23 @@ def concatenate(tensors, axis=0):
     def backward(g):
         for t, piece in zip(tensors, np.split(g, ends, axis=axis)):
             accumulate_grad(t, piece)
-    return Tensor.from_op(np.concatenate([t.data for t in tensors], axis=axis), tensors, backward)
+    return Tensor.from_op(np.concatenate([t.data for t in tensors], axis=axis), tensors, backward, "concatenate")
 
 
 # ---------------------------------------------------------------------------------------------------- softmax & losses
+def log_softmax_values(x, axis=-1):
+    """log softmax(x) of an array, as x − max(x) − log Σ exp(x − max(x)): stable for large logits. The one
+    place it is computed: the op log_softmax and cross_entropy both call it."""
+    shifted = x - np.max(x, axis=axis, keepdims=True)
+    return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
+
+
 def log_softmax(a, axis=-1):
-    """log(softmax(a)) computed as a - logsumexp(a), stable for large logits."""
-    shifted = a.data - np.max(a.data, axis=axis, keepdims=True)
-    out = shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
+    out = log_softmax_values(a.data, axis)
 
     def backward(g):  # d/da_i = g_i - softmax_i · Σ_j g_j
         accumulate_grad(a, g - np.exp(out) * np.sum(g, axis=axis, keepdims=True))
-    return Tensor.from_op(out, (a,), backward)
+    return Tensor.from_op(out, (a,), backward, "log_softmax")
 
 
 def softmax(a, axis=-1):
@@ -294,25 +271,29 @@ def softmax(a, axis=-1):
 
     def backward(g):  # d/da_i = s_i (g_i - Σ_j g_j s_j)
         accumulate_grad(a, out * (g - np.sum(g * out, axis=axis, keepdims=True)))
-    return Tensor.from_op(out, (a,), backward)
+    return Tensor.from_op(out, (a,), backward, "softmax")
 
 
 def cross_entropy(logits, labels):
-    """Mean over the batch of −log softmax(logits)[label]. logits (N, classes), labels (N,) integers."""
+    """Mean over the batch of −log softmax(logits)[label]. logits (N, classes), labels (N,) integers.
+
+    One op rather than log_softmax, getitem, mean and neg chained: its backward is the classic
+    (softmax − onehot) / N in one step. (The chain gives the same gradient up to rounding, but rounds
+    differently in the last bits, which would change every trained CNN.)
+    """
     labels = np.asarray(labels)
     if logits.ndim != 2 or labels.shape != (logits.shape[0],):
         raise ValueError(f"cross_entropy needs logits (N, classes) and labels (N,), "
                          f"got {logits.shape} and {labels.shape}")
     rows = np.arange(len(labels))
-    shifted = logits.data - np.max(logits.data, axis=1, keepdims=True)
-    log_probs = shifted - np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))
+    log_probs = log_softmax_values(logits.data, axis=1)
     loss = -np.mean(log_probs[rows, labels])
 
     def backward(g):  # d/dlogits = (softmax − onehot(label)) / N
         grad = np.exp(log_probs)
         grad[rows, labels] -= 1
         accumulate_grad(logits, g * grad / len(labels))
-    return Tensor.from_op(np.asarray(loss, dtype=logits.dtype), (logits,), backward)
+    return Tensor.from_op(np.asarray(loss, dtype=logits.dtype), (logits,), backward, "cross_entropy")
 
 
 def kl_divergence(p, q, eps=1e-6):
@@ -323,7 +304,7 @@ def kl_divergence(p, q, eps=1e-6):
     clamped the same way (0·log 0 is taken as 0, and the clamp keeps its gradient finite).
     """
     log_ratio = log(clip(p, eps, 1.0)) - log(clip(q, eps, 1.0))
-    return mean(sum(p * log_ratio, axis=-1))
+    return mean(reduce_sum(p * log_ratio, axis=-1))
 
 
 def dropout(a, p, rng, training=True):
@@ -335,14 +316,10 @@ def dropout(a, p, rng, training=True):
 
 
 # ---------------------------------------------------------------------------------------------------- convolution
-def _int_pair(value):
-    return (value, value) if np.isscalar(value) else tuple(value)
-
-
 def conv2d(x, w, b=None, stride=1, padding=0):
-    """2-D convolution (cross-correlation, as in every DL library). x (N,C,H,W), w (F,C,KH,KW), b (F,)."""
-    x, w = _pair(x, w)
-    stride, padding = _int_pair(stride), _int_pair(padding)
+    """2-D convolution (cross-correlation, as in every DL library). x (N,C,H,W), w (F,C,KH,KW), b (F,).
+    stride, padding: an int or an (h, w) pair."""
+    x, w = _operands(x, w)
     out = conv_kernels.conv2d_forward(x.data, w.data, stride, padding)
 
     def backward(g):
@@ -350,43 +327,23 @@ def conv2d(x, w, b=None, stride=1, padding=0):
             accumulate_grad(x, conv_kernels.conv2d_backward_input(g, w.data, x.shape[2:], stride, padding))
         if w.requires_grad:
             accumulate_grad(w, conv_kernels.conv2d_backward_weight(g, x.data, w.shape[2:], stride, padding))
-    y = Tensor.from_op(out, (x, w), backward)
+    y = Tensor.from_op(out, (x, w), backward, "conv2d")
     return y if b is None else add(y, reshape(as_tensor(b, like=x), (1, -1, 1, 1)))
 
 
-def _same_padding(size, kernel, stride):
-    """(before, after) padding that makes a pooling output of ceil(size / stride), TensorFlow style."""
-    output = -(-size // stride)
-    total = builtins.max((output - 1) * stride + kernel - size, 0)
-    return total // 2, total - total // 2
-
-
 def max_pool2d(x, kernel_size=2, stride=None, padding=0, ceil_mode=False):
-    """Max-pooling over (H, W). padding: int/pair, or 'same' (output ceil(H/stride); pads with −inf).
+    """Max-pooling over (H, W); kernel_size, stride (default: the kernel size), padding: an int or an (h, w) pair.
+    Padding counts as −inf.
 
     ceil_mode=True keeps the last, partial window: 25×25 pooled 2×2 gives 13×13 (the paper's CNN).
     """
     x = as_tensor(x)
-    kernel = _int_pair(kernel_size)
-    stride = kernel if stride is None else _int_pair(stride)
-    if padding == "same":
-        pads = [(0, 0), (0, 0)] + [_same_padding(x.shape[2 + i], kernel[i], stride[i]) for i in range(2)]
-        x = _pad(x, pads, -np.inf)
-        padding = 0
-    out, argmax = conv_kernels.max_pool2d_forward(x.data, kernel, stride, _int_pair(padding), ceil_mode)
+    stride = kernel_size if stride is None else stride
+    out, argmax = conv_kernels.max_pool2d_forward(x.data, kernel_size, stride, padding, ceil_mode)
 
     def backward(g):
         accumulate_grad(x, conv_kernels.max_pool2d_backward(g, argmax, x.shape))
-    return Tensor.from_op(out, (x,), backward)
-
-
-def _pad(a, pads, value):
-    """Constant padding of the array; the gradient is the unpadded slice."""
-    inner = tuple(slice(before, before + size) for (before, _), size in zip(pads, a.shape))
-
-    def backward(g):
-        accumulate_grad(a, g[inner])
-    return Tensor.from_op(np.pad(a.data, pads, constant_values=value), (a,), backward)
+    return Tensor.from_op(out, (x,), backward, "max_pool2d")
 
 
 # ---------------------------------------------------------------------------------------------------- normalisation
@@ -422,7 +379,7 @@ def batch_norm(x, weight, bias, mean=None, var=None, eps=1e-5):
                      - x_hat * np.mean(g_hat * x_hat, axis=axes, keepdims=True))
         accumulate_grad(x, g_hat * _per_channel(inv_std))
     out = _per_channel(weight.data) * x_hat + _per_channel(bias.data)
-    return Tensor.from_op(out, (x, weight, bias), backward)
+    return Tensor.from_op(out, (x, weight, bias), backward, "batch_norm")
 
 
 # ---------------------------------------------------------------------------------------------------- spiking
@@ -433,10 +390,10 @@ def spike(v, threshold, dampening=0.3):
         ∂z/∂V = d · max(1 − |(V − B)/B|, 0),      ∂z/∂B = −∂z/∂V   (z depends on V − B only),
     a triangle of height d (dampening) centred on the threshold. B must be positive.
     """
-    v, threshold = _pair(v, threshold)
+    v, threshold = _operands(v, threshold)
     surrogate = dampening * np.maximum(1 - np.abs((v.data - threshold.data) / threshold.data), 0)
 
     def backward(g):
         accumulate_grad(v, unbroadcast(g * surrogate, v.shape))
         accumulate_grad(threshold, unbroadcast(-g * surrogate, threshold.shape))
-    return Tensor.from_op((v.data > threshold.data).astype(v.dtype), (v, threshold), backward)
+    return Tensor.from_op((v.data > threshold.data).astype(v.dtype), (v, threshold), backward, "spike")
