@@ -6,7 +6,7 @@
     plot_membrane_histogram   Fig. S10            LSNN membrane potentials relative to the firing threshold
     plot_verified_accuracy    Fig. S9             verified accuracy by interval bound propagation over ζ
 
-Each function takes what minimal/evaluate.py computes (dicts of NumPy arrays keyed by checkpoint label) and a
+Each function takes what minimal/evaluate/ computes (dicts of NumPy arrays keyed by checkpoint label) and a
 path, writes the PNG atomically and returns the matplotlib Figure, which a notebook displays.
 
 The figures are `matplotlib.figure.Figure` objects rendered by the Agg backend, without pyplot: there is no global

@@ -43,17 +43,17 @@ def kl_at(model, x, params):
 
 @settings(max_examples=20, deadline=None)
 @given(seed=st.integers(0, 10_000), channels=st.integers(1, 3), zeta=st.floats(0.0, 0.5),
-       num_steps=st.integers(1, 6), epsilon=st.sampled_from([0.0, 0.001, 0.05, 0.3]),
+       attack_steps=st.integers(1, 6), epsilon=st.sampled_from([0.0, 0.001, 0.05, 0.3]),
        objective=st.sampled_from(["kl", "ce"]))
-def test_iterates_stay_in_the_box_and_zero_weights_stay_zero(seed, channels, zeta, num_steps, epsilon, objective):
+def test_iterates_stay_in_the_box_and_zero_weights_stay_zero(seed, channels, zeta, attack_steps, epsilon, objective):
     model, (x, y) = tiny_cnn(seed, channels), blobs(seed, n=8)
     model.fc2.weight.data[0, :] = 0  # a row of exact zeros: their box is empty
     theta = parameter_arrays(model)
     iterates = []
     target = kl_objective(model, x) if objective == "kl" else cross_entropy_objective(y)
-    result = pga_attack(model, x, target, np.random.default_rng(seed), zeta, num_steps, epsilon,
+    result = pga_attack(model, x, target, np.random.default_rng(seed), zeta, attack_steps, epsilon,
                         on_step=lambda t, theta_star, signs: iterates.append(theta_star))
-    assert len(iterates) == num_steps
+    assert len(iterates) == attack_steps
     for theta_star in iterates:
         for name, value in theta.items():
             radius = zeta * np.abs(value)
@@ -64,21 +64,23 @@ def test_iterates_stay_in_the_box_and_zero_weights_stay_zero(seed, channels, zet
 
 
 @settings(max_examples=10, deadline=None)
-@given(seed=st.integers(0, 10_000), zeta=st.floats(0.01, 0.5), num_steps=st.integers(1, 6),
+@given(seed=st.integers(0, 10_000), zeta=st.floats(0.01, 0.5), attack_steps=st.integers(1, 6),
        epsilon=st.sampled_from([0.001, 0.05, 0.3]))
-def test_bookkeeping_rebuilds_theta_star(seed, zeta, num_steps, epsilon):
-    """Θ* = Θ + |Θ|·(ε·R or ±ζ at the last clip) + α·(signs since then): what the exact Jacobian differentiates."""
+def test_replayed_clips_rebuild_theta_star(seed, zeta, attack_steps, epsilon):
+    """Θ* = Θ + |Θ|·(ε·R or ±ζ at the last clip) + α·(signs since then): what the exact Jacobian differentiates,
+    with the clips found by replaying the recorded steps (jacobian.last_clips)."""
+    from minimal.robust.jacobian import last_clips
     model, (x, _) = tiny_cnn(seed), blobs(seed, n=8)
-    result = pga_attack(model, x, kl_objective(model, x), np.random.default_rng(seed), zeta, num_steps, epsilon)
+    result = pga_attack(model, x, kl_objective(model, x), np.random.default_rng(seed), zeta, attack_steps, epsilon)
+    sign_sum = result.sign_sum
     for name, theta in result.theta.items():
-        edge = result.clip_edge[name]
+        edge, signs_since_clip = last_clips(result, name)
         start = np.where(edge == 0, epsilon * result.noise[name], edge * zeta)
-        rebuilt = theta + np.abs(theta) * (start + zeta / num_steps * result.signs_since_clip[name])
+        rebuilt = theta + np.abs(theta) * (start + zeta / attack_steps * signs_since_clip)
         np.testing.assert_allclose(result.theta_star[name], rebuilt, rtol=1e-5, atol=1e-7)
         never_clipped = edge == 0
-        np.testing.assert_array_equal(result.signs_since_clip[name][never_clipped],
-                                      result.sign_sum[name][never_clipped])
-        assert np.all(np.abs(result.sign_sum[name]) <= num_steps)
+        np.testing.assert_array_equal(signs_since_clip[never_clipped], sign_sum[name][never_clipped])
+        assert np.all(np.abs(sign_sum[name]) <= attack_steps)
 
 
 def test_attack_raises_its_objective_more_than_a_random_perturbation():
@@ -116,4 +118,4 @@ def test_attack_leaves_the_model_alone_and_checks_its_arguments():
         np.testing.assert_array_equal(p.data, before[name])
         assert p.grad is None
     with pytest.raises(ValueError, match="at least one step"):
-        pga_attack(model, x, cross_entropy_objective(y), np.random.default_rng(0), num_steps=0)
+        pga_attack(model, x, cross_entropy_objective(y), np.random.default_rng(0), attack_steps=0)

@@ -10,8 +10,11 @@ import pytest
 from minimal.autodiff import Tensor
 from minimal.nn.cnn import CNN
 from minimal.robust.attack import kl_objective, pga_attack
-from minimal.robust.jacobian import jacobian_diagonal, jacobian_diagonal_paper, robustness_loss_and_gradient
+from minimal.robust.attack import tracked_parameters
+from minimal.robust.jacobian import gradient_through_the_attack, jacobian_diagonal, jacobian_diagonal_paper, last_clips
 from minimal.robust.losses import kl_boundary_loss
+from minimal.robust.methods import robustness_loss
+from minimal.robust.mismatch import parameter_arrays
 
 # (ζ, N_steps, ε): the paper's setting; a large random start, clipped at once; two steps, often ending clipped.
 # (ε > 0 matters: at Θ* = Θ the KL is at its minimum, its gradient is 0 and sign(g_1) would be rounding noise.)
@@ -30,9 +33,9 @@ def tiny_cnn64(seed=0):
 
 def run_attack(model, x, setting, seed=3):
     """The attack with its random start fixed by the seed; returns (result, the sign(g_t) of every step)."""
-    zeta, num_steps, epsilon = setting
+    zeta, attack_steps, epsilon = setting
     signs = []
-    result = pga_attack(model, x, kl_objective(model, x), np.random.default_rng(seed), zeta, num_steps, epsilon,
+    result = pga_attack(model, x, kl_objective(model, x), np.random.default_rng(seed), zeta, attack_steps, epsilon,
                         on_step=lambda t, theta_star, step_signs: signs.append(step_signs))
     return result, signs
 
@@ -80,7 +83,7 @@ def test_jacobian_matches_finite_differences_of_the_attack(setting):
             if other == name:
                 others[index] = False
             np.testing.assert_array_equal(plus.theta_star[other][others], base.theta_star[other][others])
-        if base.clip_edge[name][index] == 0:  # never clipped: the paper's formula is exact
+        if last_clips(base, name)[0][index] == 0:  # never clipped: the paper's formula is exact
             assert paper[name][index] == pytest.approx(jacobian[name][index], rel=1e-12)
 
 
@@ -90,10 +93,11 @@ def test_clipping_happens_and_the_paper_formula_misses_it_there():
     zeta = SETTINGS[1][0]
     result, _ = run_attack(model, x, SETTINGS[1])
     jacobian, paper = jacobian_diagonal(result), jacobian_diagonal_paper(result)
-    on_edge = {name: (result.clip_edge[name] != 0) & (result.signs_since_clip[name] == 0) for name in jacobian}
+    clips = {name: last_clips(result, name) for name in jacobian}          # (edge, signs since the last clip)
+    on_edge = {name: (edge != 0) & (since == 0) for name, (edge, since) in clips.items()}
     assert sum(mask.sum() for mask in on_edge.values()) > 10
     for name, mask in on_edge.items():
-        expected = 1 + result.clip_edge[name] * zeta * np.sign(result.theta[name])
+        expected = 1 + clips[name][0] * zeta * np.sign(result.theta[name])
         np.testing.assert_allclose(jacobian[name][mask], expected[mask], rtol=1e-12)
     differs = [np.abs(paper[name] - jacobian[name])[mask] for name, mask in on_edge.items()]
     assert np.max(np.concatenate(differs)) > 1e-3
@@ -105,6 +109,18 @@ def test_zero_weights_have_jacobian_one_and_stay_zero():
     result, _ = run_attack(model, x, SETTINGS[0])
     np.testing.assert_array_equal(result.theta_star["fc1.weight"][:, 0], 0)
     np.testing.assert_array_equal(jacobian_diagonal(result)["fc1.weight"][:, 0], 1)
+
+
+def robustness_loss_and_gradient(model, x, setting, seed=3):
+    """L_rob and ∇_Θ L_rob as training computes them (methods.robustness_loss: one graph holding f(Θ, X) and
+    f(Θ*, X), one backward, then direct + J ⊙ ∂/∂Θ*), with the attack's random start fixed by the seed."""
+    zeta, attack_steps, epsilon = setting
+    theta = tracked_parameters(model, parameter_arrays(model))
+    settings = {"zeta_attack": zeta, "attack_steps": attack_steps, "attack_epsilon": epsilon}
+    loss, theta_star, result = robustness_loss(model, x, model(Tensor(x), theta), np.random.default_rng(seed),
+                                               settings)
+    loss.backward()
+    return loss.item(), gradient_through_the_attack(theta, theta_star, result)
 
 
 def robustness_loss_through_the_attack(model, x, setting):
@@ -119,7 +135,7 @@ def test_robustness_gradient_matches_finite_differences(setting):
     """∇_Θ L_rob = direct + J ⊙ ∇_{Θ*} L_rob against central differences of L_rob(Θ, A(Θ)), every entry."""
     model, x = tiny_cnn64(seed=1)
     result, base_signs = run_attack(model, x, setting)
-    loss, gradient = robustness_loss_and_gradient(model, x, result)
+    loss, gradient = robustness_loss_and_gradient(model, x, setting)
     assert loss == pytest.approx(robustness_loss_through_the_attack(model, x, setting)[0], rel=1e-12)
     assert loss > 1e-4
     delta = 1e-6
@@ -138,5 +154,8 @@ def test_parameters_left_out_of_the_attack_get_jacobian_one():
     model, x = tiny_cnn64()
     result = pga_attack(model, x, kl_objective(model, x), np.random.default_rng(0), names=["fc2.weight"])
     assert set(jacobian_diagonal(result)) == {"fc2.weight"}
-    _, gradient = robustness_loss_and_gradient(model, x, result)
+    theta = tracked_parameters(model, parameter_arrays(model))
+    theta_star = tracked_parameters(model, result.theta_star)
+    kl_boundary_loss(model(Tensor(x), theta), model(Tensor(x), theta_star)).backward()
+    gradient = gradient_through_the_attack(theta, theta_star, result)
     assert set(gradient) == {name for name, _ in model.named_parameters()}

@@ -153,11 +153,12 @@ def test_cnn_dropout_only_in_training_with_an_rng():
 @pytest.mark.parametrize("model_kind", ["cnn", "lsnn"])
 def test_beta_in_one_graph_equals_natural_plus_beta_times_the_robust_gradient(model_kind):
     """beta shares one forward at Θ between L_nat, the attack's target and L_rob; the result must be the
-    gradient of L_nat plus β_rob times robustness_loss_and_gradient's, computed apart."""
+    gradient of L_nat plus β_rob times ∇L_rob, each computed in a graph of its own."""
     from minimal.nn.lsnn import LSNN
-    from minimal.robust.attack import kl_objective, pga_attack
-    from minimal.robust.jacobian import robustness_loss_and_gradient
-    from minimal.robust.methods import natural_loss_and_gradients
+    from minimal.autodiff import Tensor
+    from minimal.robust.attack import tracked_parameters
+    from minimal.robust.jacobian import gradient_through_the_attack
+    from minimal.robust.methods import hyperparameters, natural_loss_and_gradients, robustness_loss
     from minimal.robust.mismatch import parameter_arrays
     rng = np.random.default_rng(3)
     if model_kind == "cnn":
@@ -170,12 +171,15 @@ def test_beta_in_one_graph_equals_natural_plus_beta_times_the_robust_gradient(mo
     config = {"beta_rob": 0.7, "attack_steps": 4}
     loss, together = gradients_after(METHODS["beta"], model, x, y, seed=5, config=config)
     natural_loss, natural = natural_loss_and_gradients(model, x, y, parameter_arrays(model))
-    result = pga_attack(model, x, kl_objective(model, x), np.random.default_rng(5), zeta=0.1, num_steps=4,
-                        epsilon=0.001)
-    robust_loss, robust = robustness_loss_and_gradient(model, x, result)
-    assert loss == pytest.approx(natural_loss + 0.7 * robust_loss, rel=1e-10)
+    theta = tracked_parameters(model, parameter_arrays(model))
+    robust, theta_star, result = robustness_loss(model, x, model(Tensor(x), theta), np.random.default_rng(5),
+                                                 hyperparameters("beta", config))
+    robust.backward()
+    robust_gradients = gradient_through_the_attack(theta, theta_star, result)
+    assert loss == pytest.approx(natural_loss + 0.7 * robust.item(), rel=1e-10)
     for name in natural:
-        np.testing.assert_allclose(together[name], natural[name] + 0.7 * robust[name], rtol=1e-8, atol=1e-12)
+        np.testing.assert_allclose(together[name], natural[name] + 0.7 * robust_gradients[name], rtol=1e-8,
+                                   atol=1e-12)
 
 
 def test_lsnn_dropout_trains_with_the_rate_regulariser_and_a_dropout_mask():

@@ -16,7 +16,8 @@ Two objectives, both functions of the logits at Θ*:
   cross_entropy_objective(y)     the task loss, attacked at inference (Fig. 3)
 
 The attack works for any Module whose forward is `forward(x, params)`: it evaluates the model at Θ* by passing
-the arrays in, never changing the model. Besides Θ* it returns what the Jacobian dΘ*/dΘ needs (jacobian.py).
+the arrays in, never changing the model. Besides Θ* it returns what the Jacobian dΘ*/dΘ needs (jacobian.py): the
+random start R and the signs of every step.
 `random_box_attack` is the random perturbation of equal size the paper compares against; `attacked_accuracy`
 measures a network under either (Fig. 3, S3, S5c).
 """
@@ -78,26 +79,33 @@ def cross_entropy_objective(labels):
 # ---------------------------------------------------------------------------------------------------- the attack
 @dataclass
 class AttackResult:
-    """Θ* = A(Θ) and what dΘ*/dΘ needs. Every dict maps a parameter name to an array of that parameter's shape.
-
-    clip_edge and signs_since_clip record the projection: where the last clip of an entry put it on the upper
-    (+1) or lower (−1) edge of its box, Θ* = Θ ± ζ|Θ| + α·signs_since_clip; where it was never clipped (0),
-    signs_since_clip equals sign_sum. An entry that ended clipped (on the edge at the end) has clip_edge ±1 and
-    signs_since_clip 0.
-    """
+    """Θ* = A(Θ) and what dΘ*/dΘ needs (jacobian.py). Every dict maps a parameter name to an array of its shape."""
     theta: dict             # Θ, the attacked parameters
     theta_star: dict        # Θ* after N_steps steps
     noise: dict             # R ~ N(0, 1) of the random start Θ*_0 = Θ + |Θ|·ε·R
-    sign_sum: dict          # Σ_t sign(g_t) over all steps (the paper's Jacobian)
-    clip_edge: dict         # +1 / −1: upper / lower box edge at the entry's last clip; 0: never clipped
-    signs_since_clip: dict  # Σ sign(g_t) over the steps after that last clip
+    step_signs: list        # sign(g_t) of every step t = 1 … N_steps, one dict each
     epsilon: float          # ε
     zeta: float             # ζ
-    num_steps: int          # N_steps
+    attack_steps: int       # N_steps
     losses: list            # the objective at Θ*_0 … Θ*_{N_steps − 1} (computed anyway for the gradients)
 
+    @property
+    def sign_sum(self):
+        """Σ_t sign(g_t) over all steps, name -> array (the paper's Jacobian uses it)."""
+        return {name: sum(signs[name] for signs in self.step_signs) for name in self.theta}
 
-def pga_attack(model, x, objective, rng, zeta=0.1, num_steps=10, epsilon=0.001, names=None, on_step=None):
+
+def attack_box(theta, zeta, attack_steps):
+    """The box of one parameter array and the step inside it: (Θ − ζ|Θ|, Θ + ζ|Θ|, α = ζ|Θ| / N_steps)."""
+    return theta - zeta * np.abs(theta), theta + zeta * np.abs(theta), zeta * np.abs(theta) / attack_steps
+
+
+def random_start(theta, noise, epsilon):
+    """Θ*_0 = Θ + |Θ|·ε·R for one parameter array."""
+    return theta + np.abs(theta) * epsilon * noise
+
+
+def pga_attack(model, x, objective, rng, zeta=0.1, attack_steps=10, epsilon=0.001, names=None, on_step=None):
     """Run Algorithm 1's inner loop from Θ = the model's parameters; return an AttackResult.
 
     objective : logits -> scalar Tensor, e.g. kl_objective(model, x) or cross_entropy_objective(y)
@@ -106,40 +114,23 @@ def pga_attack(model, x, objective, rng, zeta=0.1, num_steps=10, epsilon=0.001, 
     on_step   : optional callback(t, theta_star, signs) after each step t = 1 … N_steps, with Θ*_t and sign(g_t)
                 (name -> array each), e.g. to record the iterates
     """
-    if num_steps < 1:
-        raise ValueError(f"the attack needs at least one step, got num_steps={num_steps}")
+    if attack_steps < 1:
+        raise ValueError(f"the attack needs at least one step, got attack_steps={attack_steps}")
     theta = parameter_arrays(model, names)
     noise = {name: rng.standard_normal(value.shape).astype(value.dtype) for name, value in theta.items()}
-    lower = {name: value - zeta * np.abs(value) for name, value in theta.items()}   # Θ − ζ|Θ|
-    upper = {name: value + zeta * np.abs(value) for name, value in theta.items()}   # Θ + ζ|Θ|
-    step_size = {name: zeta * np.abs(value) / num_steps for name, value in theta.items()}  # α
-    theta_star = {name: value + np.abs(value) * epsilon * noise[name] for name, value in theta.items()}  # Θ*_0
-    sign_sum = {name: np.zeros_like(value) for name, value in theta.items()}
-    clip_edge = {name: np.zeros(value.shape, dtype=np.int8) for name, value in theta.items()}
-    signs_since_clip = {name: np.zeros_like(value) for name, value in theta.items()}
-    losses = []
-    for t in range(1, num_steps + 1):
+    box = {name: attack_box(value, zeta, attack_steps) for name, value in theta.items()}   # (lower, upper, α)
+    theta_star = {name: random_start(value, noise[name], epsilon) for name, value in theta.items()}   # Θ*_0
+    step_signs, losses = [], []
+    for t in range(1, attack_steps + 1):
         loss, gradients = loss_and_gradients(model, x, objective, theta_star)   # g_t at Θ*_{t−1}
-        losses.append(loss)
         signs = {name: np.sign(gradient) for name, gradient in gradients.items()}  # sign(g_t)
-        for name in theta:
-            moved = theta_star[name] + step_size[name] * signs[name]
-            theta_star[name] = np.clip(moved, lower[name], upper[name])        # projection onto the ζ-box
-            sign_sum[name] += signs[name]
-            clip_edge[name], signs_since_clip[name] = record_clipping(
-                moved, lower[name], upper[name], signs[name], clip_edge[name], signs_since_clip[name])
+        for name, (lower, upper, step_size) in box.items():
+            theta_star[name] = np.clip(theta_star[name] + step_size * signs[name], lower, upper)  # onto the ζ-box
+        losses.append(loss)
+        step_signs.append(signs)
         if on_step is not None:
             on_step(t, dict(theta_star), signs)
-    return AttackResult(theta, theta_star, noise, sign_sum, clip_edge, signs_since_clip, epsilon, zeta, num_steps,
-                        losses)
-
-
-def record_clipping(moved, lower, upper, signs, clip_edge, signs_since_clip):
-    """Update the clip bookkeeping after one step: a clipped entry restarts from its box edge."""
-    above, below = moved > upper, moved < lower
-    clip_edge = np.where(above, 1, np.where(below, -1, clip_edge)).astype(np.int8)
-    signs_since_clip = np.where(above | below, 0, signs_since_clip + signs).astype(signs.dtype)
-    return clip_edge, signs_since_clip
+    return AttackResult(theta, theta_star, noise, step_signs, epsilon, zeta, attack_steps, losses)
 
 
 def random_box_attack(model, zeta, rng, names=None):
@@ -162,16 +153,16 @@ ATTACKS = {                                                 # --attacks name -> 
 }
 
 
-def attacked_parameters(model, x, y, attack, zeta, rng, num_steps=10, epsilon=0.001):
+def attacked_parameters(model, x, y, attack, zeta, rng, attack_steps=10, epsilon=0.001):
     """Θ* for one minibatch (x, y): PGA (Algorithm 1) on its cross-entropy ("pga-ce", Fig. 3) or on the KL
     between the clean and the attacked outputs ("pga-kl", Fig. S3), or a random corner of the ζ-box ("random")."""
     if attack == "random":
         return random_box_attack(model, zeta, rng)
     objective = cross_entropy_objective(y) if attack == "pga-ce" else kl_objective(model, x)
-    return pga_attack(model, x, objective, rng, zeta, num_steps, epsilon).theta_star
+    return pga_attack(model, x, objective, rng, zeta, attack_steps, epsilon).theta_star
 
 
-def attacked_accuracy(model, split, attack, zeta, rng, batch_size=1000, num_steps=10, epsilon=0.001):
+def attacked_accuracy(model, split, attack, zeta, rng, batch_size=1000, attack_steps=10, epsilon=0.001):
     """Accuracy on the split after the attack, which is computed per minibatch.
 
     The split is cut into random minibatches of `batch_size` samples; each minibatch gets its own Θ*, and its
@@ -185,6 +176,6 @@ def attacked_accuracy(model, split, attack, zeta, rng, batch_size=1000, num_step
         return accuracy(model, split, batch_size)
     correct = 0
     for x, y in iterate_minibatches(split, batch_size, rng):
-        theta_star = attacked_parameters(model, x, y, attack, zeta, rng, num_steps, epsilon)
+        theta_star = attacked_parameters(model, x, y, attack, zeta, rng, attack_steps, epsilon)
         correct += int(np.sum(predict_logits(model, x, batch_size, theta_star).argmax(axis=1) == y))
     return correct / len(split)

@@ -14,8 +14,9 @@ no longer matter: Θ* = Θ ± ζ|Θ| + α·Σ_{t>c} sign(g_t), hence
 
     J = 1 + sign(Θ) ⊙ (±ζ + (ζ / N_steps)·Σ_{t>c} sign(g_t))                    (exact, clipped entries)
 
-which is 1 ± ζ·sign(Θ) for an entry that ended on the edge. `jacobian_diagonal` uses the exact form, the paper's
-is `jacobian_diagonal_paper`; they agree on every entry that was never clipped. (With the default ε = 0.001,
+which is 1 ± ζ·sign(Θ) for an entry that ended on the edge. `jacobian_diagonal` uses the exact form (it replays
+the recorded steps to find the clips, `last_clips`), the paper's is `jacobian_diagonal_paper`; they agree on every
+entry that was never clipped. (With the default ε = 0.001,
 ζ = 0.1, N_steps = 10 a clip practically only happens on the last step, when all N_steps signs agree: an earlier
 one needs |R| > ζ/(ε·N_steps) = 10. The paper's formula then gives 1 + sign(Θ)(ε·R ± ζ) instead of
 1 ± ζ·sign(Θ), a difference of only ε·R.) At Θ = 0, sign(Θ) = 0, so J = 1.
@@ -23,18 +24,20 @@ one needs |R| > ζ/(ε·N_steps) = 10. The paper's formula then gives 1 + sign(�
 The chain rule then gives the gradient of L_rob, whose Θ enters twice (f(Θ, X) and Θ* = A(Θ)):
 
     ∇_Θ L_rob = ∇_Θ L_rob(f(Θ), f(Θ*))|_direct  +  J ⊙ ∇_{Θ*} L_rob(f(Θ), f(Θ*))
+
+`gradient_through_the_attack` is that line: after one backward through a graph holding f(Θ, X) and f(Θ*, X), it
+adds the two partial derivatives (methods.robustness_loss builds that graph for training).
 """
 import numpy as np
 
-from ..autodiff import Tensor
-from .attack import gradient_of
-from .losses import kl_boundary_loss
+from .attack import attack_box, gradient_of, random_start
 
 
 def jacobian_diagonal_paper(result):
     """The paper's J = 1 + sign(Θ)·(ε·R + (ζ/N_steps)·Σ_t sign(g_t)), name -> array (exact where never clipped)."""
+    sign_sum = result.sign_sum
     return {name: 1 + np.sign(theta) * (result.epsilon * result.noise[name]
-                                        + result.zeta / result.num_steps * result.sign_sum[name])
+                                        + result.zeta / result.attack_steps * sign_sum[name])
             for name, theta in result.theta.items()}
 
 
@@ -42,30 +45,30 @@ def jacobian_diagonal(result):
     """dΘ*/dΘ, name -> array, exact also where the projection clipped (see the module docstring)."""
     jacobian = {}
     for name, theta in result.theta.items():
-        edge = result.clip_edge[name]
+        edge, signs_since_clip = last_clips(result, name)
         # (Θ* − Θ)/|Θ| where the entry last (re)started: ε·R at Θ*_0, or ±ζ on a box edge after a clip
         start = np.where(edge == 0, result.epsilon * result.noise[name], edge * result.zeta)
-        steps = result.zeta / result.num_steps * result.signs_since_clip[name]
+        steps = result.zeta / result.attack_steps * signs_since_clip
         jacobian[name] = (1 + np.sign(theta) * (start + steps)).astype(theta.dtype)
     return jacobian
 
 
-def robustness_loss_and_gradient(model, x, result):
-    """L_rob = KL(f(Θ, X) ‖ f(Θ*, X)) and ∇_Θ L_rob = ∇_Θ L_rob|_direct + J ⊙ ∇_{Θ*} L_rob, for every parameter.
-
-    result : the AttackResult of pga_attack(model, x, kl_objective(model, x), …) run at the model's Θ.
-    One graph holds both forward passes, so a single backward gives both partial derivatives: the direct one
-    through f(Θ, X) (Θ* held fixed) and ∇_{Θ*} (f(Θ, X) held fixed). Parameters the attack left alone
-    (pga_attack's `names`) have Θ* = Θ, so their J is 1.
-    """
-    theta = {name: p.data for name, p in model.named_parameters()}
-    theta.update(result.theta)
-    theta_star = {**theta, **result.theta_star}
-    theta_tensors = {name: Tensor(value, requires_grad=True) for name, value in theta.items()}
-    theta_star_tensors = {name: Tensor(value, requires_grad=True) for name, value in theta_star.items()}
-    loss = kl_boundary_loss(model(Tensor(x), theta_tensors), model(Tensor(x), theta_star_tensors))
-    loss.backward()
-    return loss.item(), gradient_through_the_attack(theta_tensors, theta_star_tensors, result)
+def last_clips(result, name):
+    """Replay the attack's steps on parameter `name` (the same arithmetic as pga_attack, so the same iterates) and
+    find, per entry, where the projection clipped it last: the box edge (+1 upper, −1 lower, 0 never clipped)
+    and Σ sign(g_t) over the steps after that clip (all steps where it was never clipped)."""
+    theta = result.theta[name]
+    lower, upper, step_size = attack_box(theta, result.zeta, result.attack_steps)
+    theta_star = random_start(theta, result.noise[name], result.epsilon)
+    edge = np.zeros(theta.shape, dtype=np.int8)
+    signs_since_clip = np.zeros_like(theta)
+    for step in result.step_signs:
+        moved = theta_star + step_size * step[name]
+        clipped_up, clipped_down = moved > upper, moved < lower
+        edge = np.where(clipped_up, 1, np.where(clipped_down, -1, edge)).astype(np.int8)
+        signs_since_clip = np.where(clipped_up | clipped_down, 0, signs_since_clip + step[name])
+        theta_star = np.clip(moved, lower, upper)
+    return edge, signs_since_clip
 
 
 def gradient_through_the_attack(theta_tensors, theta_star_tensors, result):

@@ -21,9 +21,9 @@ paper), else METHOD_DEFAULTS.
 import numpy as np
 
 from ..autodiff import Tensor
-from .attack import (cross_entropy_objective, gradient_of, kl_objective, kl_objective_towards, pga_attack,
+from .attack import (cross_entropy_objective, gradient_of, kl_objective_towards, pga_attack,
                      tracked_parameters)
-from .jacobian import gradient_through_the_attack, robustness_loss_and_gradient
+from .jacobian import gradient_through_the_attack
 from .losses import cross_entropy_loss, kl_boundary_loss
 from .mismatch import NOISE_MODELS, parameter_arrays
 
@@ -85,11 +85,17 @@ def with_forward_noise(theta, eta, rng, noise="relative"):
     return {name: perturb(value, eta, rng) for name, value in theta.items()}
 
 
-def adversarial_robustness(model, x, rng, settings):
-    """L_rob = KL(f(Θ, X) ‖ f(A(Θ), X)) and ∇_Θ L_rob, with A the attack of Algorithm 1 at the model's Θ."""
-    result = pga_attack(model, x, kl_objective(model, x), rng, zeta=settings["zeta_attack"],
-                        num_steps=settings["attack_steps"], epsilon=settings["attack_epsilon"])
-    return robustness_loss_and_gradient(model, x, result)
+def robustness_loss(model, x, logits_theta, rng, settings):
+    """L_rob = KL(f(Θ, X) ‖ f(Θ*, X)) as a Tensor, with Θ* = A(Θ) from Algorithm 1 attacking this very KL.
+
+    logits_theta : f(Θ, X), built by the caller from tracked Θ tensors (so L_nat can share that forward)
+    Returns (L_rob, the Θ* tensors, the attack's result). After a backward through L_rob,
+    jacobian.gradient_through_the_attack(Θ tensors, Θ* tensors, result) gives ∇_Θ L_rob = direct + J ⊙ ∂/∂Θ*.
+    """
+    result = pga_attack(model, x, kl_objective_towards(logits_theta), rng, zeta=settings["zeta_attack"],
+                        attack_steps=settings["attack_steps"], epsilon=settings["attack_epsilon"])
+    theta_star = tracked_parameters(model, result.theta_star)
+    return kl_boundary_loss(logits_theta, model(Tensor(x), theta_star)), theta_star, result
 
 
 def weighted_sum(a, b, weight):
@@ -127,11 +133,9 @@ def beta(model, x, y, rng, config):
     theta = tracked_parameters(model, parameter_arrays(model))
     logits, penalty = model.logits_and_penalty(Tensor(x), theta)
     natural_loss = cross_entropy_loss(logits, y) + penalty
-    result = pga_attack(model, x, kl_objective_towards(logits), rng, zeta=settings["zeta_attack"],
-                        num_steps=settings["attack_steps"], epsilon=settings["attack_epsilon"])
-    theta_star = tracked_parameters(model, result.theta_star)
-    robust_loss = kl_boundary_loss(logits, model(Tensor(x), theta_star))
+    robust_loss, theta_star, result = robustness_loss(model, x, logits, rng, settings)
     (natural_loss + settings["beta_rob"] * robust_loss).backward()
+    # Algorithm 1's last line, Θ ← Θ − η·∇_Θ(L_nat + β_rob·L_rob): the optimiser takes it with these gradients
     set_gradients(model, gradient_through_the_attack(theta, theta_star, result))
     return natural_loss.item() + settings["beta_rob"] * robust_loss.item()
 
@@ -140,14 +144,21 @@ def forward_noise_beta(model, x, y, rng, config):
     """L_nat at Θ + η|Θ|·N(0, 1) (noise constant, as forward_noise) + β_rob · L_rob at the clean Θ.
 
     Only L_nat is noisy: the KL's reference f(Θ, X) and the attack's starting point and box use the clean Θ,
-    as in the authors' code (BPTT-Lipschitzness `loss_jax.py`, Rockpool `adversarial_loss`).
+    as in the authors' code (BPTT-Lipschitzness `loss_jax.py`, Rockpool `adversarial_loss`). So the graph holds
+    three forwards (noisy Θ, clean Θ, Θ*); the noisy parameters are a constant offset from Θ, so their gradient
+    adds to Θ's.
     """
     settings = hyperparameters("forward_noise_beta", config)
-    noisy = with_forward_noise(parameter_arrays(model), settings["eta_train"], rng, settings["train_noise"])
-    natural_loss, natural_gradients = natural_loss_and_gradients(model, x, y, noisy)
-    robust_loss, robust_gradients = adversarial_robustness(model, x, rng, settings)
-    set_gradients(model, weighted_sum(natural_gradients, robust_gradients, settings["beta_rob"]))
-    return natural_loss + settings["beta_rob"] * robust_loss
+    noisy = tracked_parameters(model, with_forward_noise(parameter_arrays(model), settings["eta_train"], rng,
+                                                         settings["train_noise"]))
+    noisy_logits, penalty = model.logits_and_penalty(Tensor(x), noisy)
+    natural_loss = cross_entropy_loss(noisy_logits, y) + penalty
+    theta = tracked_parameters(model, parameter_arrays(model))
+    robust_loss, theta_star, result = robustness_loss(model, x, model(Tensor(x), theta), rng, settings)
+    (natural_loss + settings["beta_rob"] * robust_loss).backward()
+    robust_gradients = gradient_through_the_attack(theta, theta_star, result)
+    set_gradients(model, {name: gradient_of(noisy[name]) + robust_gradients[name] for name in robust_gradients})
+    return natural_loss.item() + settings["beta_rob"] * robust_loss.item()
 
 
 def dropout(model, x, y, rng, config):
@@ -169,7 +180,7 @@ def awp(model, x, y, rng, config):
     (ΔΘ treated as a constant). Returns L_nat at Θ + ΔΘ."""
     settings = hyperparameters("awp", config)
     result = pga_attack(model, x, cross_entropy_objective(y), rng, zeta=settings["awp_gamma"],
-                        num_steps=settings["attack_steps"], epsilon=settings["attack_epsilon"])
+                        attack_steps=settings["attack_steps"], epsilon=settings["attack_epsilon"])
     loss, gradients = natural_loss_and_gradients(model, x, y, result.theta_star)
     set_gradients(model, gradients)
     return loss
