@@ -37,6 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .autodiff import no_grad
+from .kernels import conv as conv_kernels
 
 G_MAX = 25.0          # µS, the largest target conductance
 T_READ = 250e-9       # s, t_r of the 1/f read-noise fit
@@ -277,14 +278,11 @@ def tile_slices(size, tile_size):
 
 
 def image_patches(x, kh, kw, stride=1, padding=0):
-    """im2col in NumPy: (N, C, H, W) -> (N·out_h·out_w, C·kh·kw), rows ordered (n, i, j), columns (c, u, v) —
-    the order of a kernel reshaped to (out, C·kh·kw)."""
-    sh, sw = (stride, stride) if np.isscalar(stride) else stride
-    ph, pw = (padding, padding) if np.isscalar(padding) else padding
-    x = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
-    windows = np.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw]
-    n, c, out_h, out_w = windows.shape[:4]
-    return windows.transpose(0, 2, 3, 1, 4, 5).reshape(n * out_h * out_w, c * kh * kw), out_h, out_w
+    """Every input patch as one input vector: (N, C, H, W) -> (N·out_h·out_w, C·kh·kw), rows ordered (n, i, j),
+    columns (c, u, v) — the order of a kernel reshaped to (out, C·kh·kw). The convolution's own im2col
+    (minimal/kernels/conv.py) cuts the patches; here they are turned to one row per patch."""
+    cols, (out_h, out_w) = conv_kernels.im2col(x, (kh, kw), stride, padding)    # (C·kh·kw, N, out_h·out_w)
+    return np.ascontiguousarray(cols.reshape(len(cols), -1).T), out_h, out_w
 
 
 def kernel_as_matrix(kernel):

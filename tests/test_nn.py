@@ -7,8 +7,7 @@ import pytest
 from minimal.autodiff import Tensor, ops
 from minimal.autodiff.gradcheck import gradcheck
 from minimal.nn.cnn import CNN
-from minimal.nn.layers import (BatchNorm2d, Conv2d, Dropout, Flatten, Linear, MaxPool2d, ReLU, Sequential,
-                                glorot_normal)
+from minimal.nn.layers import BatchNorm2d, Conv2d, Linear, Sequential, glorot_normal
 from minimal.nn.lsnn import LSNN
 from minimal.nn.module import Buffer, Module, Parameter, load_checkpoint, save_checkpoint
 
@@ -27,9 +26,9 @@ def test_named_parameters_follow_attribute_names():
 def test_cnn_shapes_through_the_blocks():
     model = CNN(np.random.default_rng(0))
     x = Tensor(np.random.default_rng(1).random((3, 1, 28, 28), dtype=np.float32))
-    h = CNN._block(x, model.conv1.weight, model.conv1.bias)
+    h = CNN._pool_relu(model.conv1(x))
     assert h.shape == (3, 64, 13, 13)  # 28 -> 25 -> 13
-    assert CNN._block(h, model.conv2.weight, model.conv2.bias).shape == (3, 64, 5, 5)  # 13 -> 10 -> 5
+    assert CNN._pool_relu(model.conv2(h)).shape == (3, 64, 5, 5)  # 13 -> 10 -> 5
     logits = model(x)
     assert logits.shape == (3, 10) and logits.dtype == np.float32
 
@@ -63,16 +62,40 @@ def test_params_override_does_not_touch_the_model():
         model(x, {"nope": zeroed["fc3.weight"]})
 
 
-def test_layers_and_sequential():
+def test_layers_use_their_own_parameters_unless_given_others():
     rng = np.random.default_rng(0)
-    net = Sequential(Conv2d(2, 3, 3, rng, padding=1), MaxPool2d(2, ceil_mode=True), ReLU(), Flatten(),
-                     Dropout(0.5, rng), Linear(3 * 3 * 3, 4, rng))
-    x = Tensor(rng.random((5, 2, 5, 5), dtype=np.float32))
-    assert net(x).shape == (5, 4)
-    assert [n for n, _ in net.named_parameters()] == ["0.weight", "0.bias", "5.weight", "5.bias"]
-    net.eval()
-    np.testing.assert_array_equal(net(x).data, net(x).data)  # dropout off in eval mode
-    assert not net.training and not getattr(net, "4").training
+    x = rng.standard_normal((5, 2, 6, 6)).astype(np.float32)
+    conv = Conv2d(2, 3, (3, 2), rng, stride=2, padding=(1, 0))
+    assert conv.weight.shape == (3, 2, 3, 2)
+    np.testing.assert_array_equal(conv(x).data, ops.conv2d(x, conv.weight, conv.bias, 2, (1, 0)).data)
+    other = rng.standard_normal(conv.weight.shape).astype(np.float32)
+    np.testing.assert_array_equal(conv(x, other).data, ops.conv2d(x, other, conv.bias, 2, (1, 0)).data)
+    fc = Linear(4, 3, rng, bias=False)
+    assert [name for name, _ in fc.named_parameters()] == ["weight"]
+    np.testing.assert_array_equal(fc(x[:, 0, 0, :4]).data, x[:, 0, 0, :4] @ fc.weight.data)
+    bias = np.ones(3, np.float32)
+    np.testing.assert_array_equal(fc(x[:, 0, 0, :4], bias=bias).data, x[:, 0, 0, :4] @ fc.weight.data + 1)
+
+
+class Doubled(Module):
+    """A module that takes (x, its own parameter dict), as the ResNet's blocks do."""
+
+    def __init__(self, rng):
+        self.fc = Linear(3, 3, rng)
+
+    def forward(self, x, p):
+        return self.fc(x, p["fc.weight"], p["fc.bias"]) * 2
+
+
+def test_sequential_names_its_modules_and_hands_each_its_parameters():
+    rng = np.random.default_rng(0)
+    net = Sequential(Doubled(rng), Doubled(rng))
+    assert [name for name, _ in net.named_parameters()] == ["0.fc.weight", "0.fc.bias", "1.fc.weight", "1.fc.bias"]
+    x = rng.standard_normal((2, 3)).astype(np.float32)
+    p = net.parameter_dict({"1.fc.bias": np.full(3, 5.0, np.float32)})
+    first = 2 * (x @ net.parameter_dict()["0.fc.weight"].data)
+    expected = 2 * (first @ net.parameter_dict()["1.fc.weight"].data + 5)
+    np.testing.assert_allclose(net.eval()(x, p).data, expected, rtol=1e-6)  # vars(net) now holds `training` too
 
 
 def test_glorot_normal_std():
@@ -149,7 +172,7 @@ class WithBatchNorm(Module):
 
     def forward(self, x, params=None):
         p = self.parameter_dict(params)
-        return self.bn(ops.conv2d(x, p["conv.weight"], p["conv.bias"]), p["bn.weight"], p["bn.bias"])
+        return self.bn(self.conv(x, p["conv.weight"], p["conv.bias"]), p["bn.weight"], p["bn.bias"])
 
 
 def test_buffers_are_in_the_state_but_are_not_parameters():

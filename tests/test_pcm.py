@@ -112,6 +112,17 @@ def test_ideal_crossbar_convolution_equals_conv2d(stride, padding):
     np.testing.assert_allclose(y, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
 
 
+def test_image_patches_are_one_row_per_patch_in_kernel_order():
+    """Row (n, i, j) holds the input window under output pixel (i, j) of sample n, flattened as (c, u, v)."""
+    x = np.random.default_rng(8).standard_normal((2, 3, 6, 5)).astype(np.float32)
+    patches, out_h, out_w = pcm.image_patches(x, 3, 2, stride=(2, 1), padding=(1, 0))
+    assert (out_h, out_w) == (3, 4) and patches.shape == (2 * 3 * 4, 3 * 3 * 2) and patches.dtype == np.float32
+    padded = np.pad(x, ((0, 0), (0, 0), (1, 1), (0, 0)))
+    for n, i, j in [(0, 0, 0), (1, 2, 3), (1, 1, 0)]:
+        window = padded[n, :, 2 * i:2 * i + 3, j:j + 2]
+        np.testing.assert_array_equal(patches[(n * out_h + i) * out_w + j], window.reshape(-1))
+
+
 def test_cnn_on_an_ideal_chip_gives_the_float_logits():
     rng = np.random.default_rng(7)
     model = CNN(rng)

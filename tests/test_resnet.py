@@ -5,7 +5,7 @@ import pytest
 
 from minimal.autodiff import Tensor, no_grad, ops
 from minimal.autodiff.gradcheck import gradcheck
-from minimal.nn import resnet
+from minimal.nn import functional
 from minimal.nn.module import save_checkpoint
 from minimal.nn.resnet import BasicBlock, ResNet, ResNet32
 from minimal.tasks import load_trained_model, sgd_nesterov
@@ -125,8 +125,8 @@ def test_every_conv_and_dense_weight_goes_through_functional(monkeypatch):
             return function(x, weight, *rest)
         return record
 
-    monkeypatch.setattr(resnet.F, "conv2d", recording(resnet.F.conv2d))
-    monkeypatch.setattr(resnet.F, "linear", recording(resnet.F.linear))
+    monkeypatch.setattr(functional, "conv2d", recording(functional.conv2d))
+    monkeypatch.setattr(functional, "linear", recording(functional.linear))
     logits(model, images(2))
     weights = [p for name, p in model.named_parameters() if "conv" in name or name == "fc.weight"]
     assert len(seen) == len(weights) == 1 + 3 * 2 * 2 + 1

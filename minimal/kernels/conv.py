@@ -54,8 +54,8 @@ from numba import njit, prange
 
 
 # ------------------------------------------------------------------------------------------- small helpers
-def _pair(value, name):
-    """(h, w) from an int or a pair of ints."""
+def as_pair(value, name):
+    """(h, w) from an int or a pair of ints: how kernel sizes, strides and paddings are given everywhere."""
     pair = (value, value) if np.isscalar(value) else tuple(value)
     if len(pair) != 2:
         raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
@@ -273,12 +273,30 @@ def _filters_first(grad_out):
     return np.ascontiguousarray(grad_out.reshape(n, f, -1).transpose(1, 0, 2)).reshape(f, -1)
 
 
+def im2col(x, kernel_hw, stride=(1, 1), padding=(0, 0)):
+    """The patch matrix of a whole batch, cols[k, n, p] as in the module docstring: shape (C*KH*KW, N, OH*OW),
+    and (OH, OW). (The convolutions below cut it into chunks; this is for code that wants the patches themselves,
+    such as the PCM crossbar of minimal/pcm.py.)"""
+    kernel_hw = as_pair(kernel_hw, "kernel size")
+    stride, padding = as_pair(stride, "stride"), as_pair(padding, "padding")
+    _check_stride_padding(stride, padding, "im2col")
+    x = np.asarray(x)
+    _check_ndim(x, 4, "im2col", "x")
+    x = np.ascontiguousarray(x, dtype=_float_dtype(x))
+    n, c, height, width = x.shape
+    out_h = conv2d_output_size(height, kernel_hw[0], stride[0], padding[0])
+    out_w = conv2d_output_size(width, kernel_hw[1], stride[1], padding[1])
+    cols = np.empty((c * kernel_hw[0] * kernel_hw[1], n, out_h * out_w), dtype=x.dtype)
+    _im2col(_pad_input(x, *padding), cols, *kernel_hw, *stride, out_h, out_w)
+    return cols, (out_h, out_w)
+
+
 def conv2d_forward(x, w, stride=(1, 1), padding=(0, 0)):
     """Cross-correlation (what deep-learning libraries call convolution), no bias.
 
     x (N, C, H, W), w (F, C, KH, KW) -> out (N, F, OH, OW), OH = (H + 2*pad_h - KH) // stride_h + 1.
     """
-    stride, padding = _pair(stride, "stride"), _pair(padding, "padding")
+    stride, padding = as_pair(stride, "stride"), as_pair(padding, "padding")
     _check_stride_padding(stride, padding, "conv2d_forward")
     x, w = np.asarray(x), np.asarray(w)
     _check_ndim(x, 4, "conv2d_forward", "x")
@@ -303,7 +321,7 @@ def conv2d_forward(x, w, stride=(1, 1), padding=(0, 0)):
 
 def conv2d_backward_input(grad_out, w, input_hw, stride, padding):
     """Gradient of conv2d_forward with respect to x: (N, F, OH, OW), (F, C, KH, KW) -> (N, C, H, W)."""
-    stride, padding = _pair(stride, "stride"), _pair(padding, "padding")
+    stride, padding = as_pair(stride, "stride"), as_pair(padding, "padding")
     _check_stride_padding(stride, padding, "conv2d_backward_input")
     grad_out, w = np.asarray(grad_out), np.asarray(w)
     _check_ndim(grad_out, 4, "conv2d_backward_input", "grad_out")
@@ -329,7 +347,7 @@ def conv2d_backward_input(grad_out, w, input_hw, stride, padding):
 
 def conv2d_backward_weight(grad_out, x, kernel_hw, stride, padding):
     """Gradient of conv2d_forward with respect to w: (N, F, OH, OW), (N, C, H, W) -> (F, C, KH, KW)."""
-    stride, padding = _pair(stride, "stride"), _pair(padding, "padding")
+    stride, padding = as_pair(stride, "stride"), as_pair(padding, "padding")
     _check_stride_padding(stride, padding, "conv2d_backward_weight")
     grad_out, x = np.asarray(grad_out), np.asarray(x)
     _check_ndim(grad_out, 4, "conv2d_backward_weight", "grad_out")
@@ -357,7 +375,7 @@ def max_pool2d_forward(x, kernel=(2, 2), stride=(2, 2), padding=(0, 0), ceil_mod
     argmax[n, c, oh, ow] is the flat index h*W + w, within plane (n, c), of the winning input element.
     Padding counts as -inf; it may be at most half the kernel (as in PyTorch), so no window is all padding.
     """
-    kernel, stride, padding = _pair(kernel, "kernel"), _pair(stride, "stride"), _pair(padding, "padding")
+    kernel, stride, padding = as_pair(kernel, "kernel"), as_pair(stride, "stride"), as_pair(padding, "padding")
     _check_stride_padding(stride, padding, "max_pool2d_forward")
     if min(kernel) < 1 or padding[0] > kernel[0] // 2 or padding[1] > kernel[1] // 2:
         raise ValueError(f"max_pool2d_forward: kernel must be >= 1 and padding at most half the kernel, "

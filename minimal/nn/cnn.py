@@ -12,10 +12,10 @@
 Optional dropout (the paper's dropout baseline, p = 0.3): after each of the two hidden dense ReLUs, only in
 training mode and only when `forward` is given an rng for the masks.
 
-`forward(x, params)` reads every weight from `params` (name -> tensor), so the attack can run the same model
-at Θ* and the mismatch sampler at Θ·(1 + ζN) without touching the model's own parameters. It is written with
-`functional` (F), so parameters given as Intervals (minimal/interval.py) make the same code bound the logits of
-every network in the weight box (IBP).
+`forward(x, params)` reads every weight from `params` (name -> tensor) and hands it to its layer, so the attack
+can run the same model at Θ* and the mismatch sampler at Θ·(1 + ζN) without touching the model's own parameters.
+The layers and the functions between them come from `functional` (F), so parameters given as Intervals
+(minimal/interval.py) make the same code bound the logits of every network in the weight box (IBP).
 """
 
 from ..autodiff import ops
@@ -46,19 +46,18 @@ class CNN(Module):
         Intervals (then the logits are Intervals). rng: np.random.Generator for the dropout masks; without it (or
         in eval mode) there is no dropout."""
         p = self.parameter_dict(params)
-        x = self._block(x, p["conv1.weight"], p["conv1.bias"])
-        x = self._block(x, p["conv2.weight"], p["conv2.bias"])
+        x = self._pool_relu(self.conv1(x, p["conv1.weight"], p["conv1.bias"]))
+        x = self._pool_relu(self.conv2(x, p["conv2.weight"], p["conv2.bias"]))
         x = F.flatten(x)
-        x = self._dropout(F.relu(F.linear(x, p["fc1.weight"], p["fc1.bias"])), rng)
-        x = self._dropout(F.relu(F.linear(x, p["fc2.weight"], p["fc2.bias"])), rng)
-        return F.linear(x, p["fc3.weight"], p["fc3.bias"])
+        x = self._dropout(F.relu(self.fc1(x, p["fc1.weight"], p["fc1.bias"])), rng)
+        x = self._dropout(F.relu(self.fc2(x, p["fc2.weight"], p["fc2.bias"])), rng)
+        return self.fc3(x, p["fc3.weight"], p["fc3.bias"])
+
+    @staticmethod
+    def _pool_relu(x):
+        """max-pool 2×2 (ceil mode) -> ReLU: the rest of a conv block."""
+        return F.relu(F.max_pool2d(x, 2, ceil_mode=True))
 
     def _dropout(self, x, rng):
         """Dropout only happens in training (with an rng), on Tensors: hence the autodiff op itself."""
         return x if rng is None else ops.dropout(x, self.dropout, rng, self.training)
-
-    @staticmethod
-    def _block(x, weight, bias):
-        """conv (valid) -> max-pool 2×2 (ceil mode) -> ReLU."""
-        return F.relu(F.max_pool2d(F.conv2d(x, weight, bias), 2, ceil_mode=True))
-

@@ -129,6 +129,12 @@ class Module:
         return int(sum(p.size for p in self.parameters()))
 
 
+def subset(params, prefix):
+    """The entries of `params` whose names start with `prefix`, with the prefix removed: a sub-module's share
+    of its parent's parameter dict (subset(p, "stage2.0.") holds "conv1.weight", …)."""
+    return {name[len(prefix):]: value for name, value in params.items() if name.startswith(prefix)}
+
+
 def save_checkpoint(folder, model, meta):
     """Write `folder/model.npz` (parameters and buffers, no pickle) and `folder/meta.json`, each atomically."""
     atomic_save_npz(os.path.join(folder, MODEL_FILE), model.state_dict())

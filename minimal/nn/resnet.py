@@ -19,21 +19,15 @@ have no bias (the BN after each one has its own shift β). Weights start Glorot 
 et al. drew them from N(0, 2/fan_in); with a BN after each convolution the scale of the start hardly matters).
 
 `forward(x, params)` reads every weight from `params` (name -> tensor), like the CNN, so the attack and the
-mismatch sampler can run the same model at Θ* or Θ·(1 + ζN). Every convolution and the dense layer go through
+mismatch sampler can run the same model at Θ* or Θ·(1 + ζN). The convolutions and the dense layer compute with
 F.conv2d and F.linear (nn/functional.py), which also compute on other number systems (e.g. a simulated PCM
 crossbar); batch norm, ReLU, the residual sums and the pooling always compute digitally (autodiff ops).
 """
 import numpy as np
 
 from ..autodiff import ops
-from . import functional as F
 from .layers import BatchNorm2d, Conv2d, Linear, Sequential
-from .module import Module
-
-
-def subset(params, prefix):
-    """The entries of `params` whose names start with `prefix`, with the prefix removed."""
-    return {name[len(prefix):]: value for name, value in params.items() if name.startswith(prefix)}
+from .module import Module, subset
 
 
 class BasicBlock(Module):
@@ -46,8 +40,8 @@ class BasicBlock(Module):
 
     def forward(self, x, p):
         """p: this block's parameters, name -> tensor, named relative to the block ("conv1.weight", …)."""
-        h = ops.relu(self.bn1(F.conv2d(x, p["conv1.weight"], None, self.stride, 1), p["bn1.weight"], p["bn1.bias"]))
-        h = self.bn2(F.conv2d(h, p["conv2.weight"], None, 1, 1), p["bn2.weight"], p["bn2.bias"])
+        h = ops.relu(self.bn1(self.conv1(x, p["conv1.weight"]), p["bn1.weight"], p["bn1.bias"]))
+        h = self.bn2(self.conv2(h, p["conv2.weight"]), p["bn2.weight"], p["bn2.bias"])
         return ops.relu(ops.add(h, self.shortcut(x)))
 
     def shortcut(self, x):
@@ -71,6 +65,7 @@ class ResNet(Module):
         self.conv = Conv2d(3, widths[0], 3, rng, padding=1, bias=False)
         self.bn = BatchNorm2d(widths[0])
         in_channels = widths[0]
+        self.stage_names = []
         for stage, channels in enumerate(widths, start=1):
             stride = 1 if stage == 1 else 2  # stages 2 and 3 halve the image in their first block
             blocks = []
@@ -78,23 +73,17 @@ class ResNet(Module):
                 blocks.append(BasicBlock(in_channels, channels, stride, rng))
                 in_channels, stride = channels, 1
             setattr(self, f"stage{stage}", Sequential(*blocks))  # parameters "stage2.0.conv1.weight", …
+            self.stage_names.append(f"stage{stage}")
         self.fc = Linear(widths[-1], num_classes, rng)
-        self.num_stages, self.blocks_per_stage = len(widths), blocks_per_stage
 
     def forward(self, x, params=None):
         """Logits of shape (N, num_classes). params: optional name -> tensor overrides (Θ* or a mismatch draw)."""
         p = self.parameter_dict(params)
-        x = ops.relu(self.bn(F.conv2d(x, p["conv.weight"], None, 1, 1), p["bn.weight"], p["bn.bias"]))
-        for prefix, block in self.blocks():
-            x = block(x, subset(p, prefix))
+        x = ops.relu(self.bn(self.conv(x, p["conv.weight"]), p["bn.weight"], p["bn.bias"]))
+        for name in self.stage_names:
+            x = getattr(self, name)(x, subset(p, name + "."))
         x = ops.mean(x, axis=(2, 3))  # global average pooling
-        return F.linear(x, p["fc.weight"], p["fc.bias"])
-
-    def blocks(self):
-        """(name prefix, block) of every residual block in order: ("stage1.0.", …), …, ("stage3.4.", …)."""
-        for stage in range(1, self.num_stages + 1):
-            for index in range(self.blocks_per_stage):
-                yield f"stage{stage}.{index}.", getattr(getattr(self, f"stage{stage}"), str(index))
+        return self.fc(x, p["fc.weight"], p["fc.bias"])
 
 
 def ResNet32(rng, num_classes=10, widths=(16, 32, 64)):
