@@ -1,7 +1,6 @@
-"""Convolution and max-pooling kernels (minimal/kernels/conv.py) against plain NumPy references.
-
-The references below are written for clarity, not speed: a convolution is a sum over the kernel offsets of
-shifted slices of the padded input; a max-pool looks at every window explicitly. Shapes stay tiny so the
+"""Convolution and max-pooling kernels (minimal/kernels/conv.py) against the plain versions of
+minimal/kernels/conv_reference.py (written for reading: a convolution is a sum over the kernel offsets of
+shifted slices of the padded input; a max-pool looks at every window explicitly). Shapes stay tiny so the
 tests also run with NUMBA_DISABLE_JIT=1 (the kernels then execute as plain Python).
 """
 import contextlib
@@ -10,102 +9,10 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from minimal.kernels import conv
+from minimal.kernels import conv, conv_reference as reference
 
 SETTINGS = settings(max_examples=30, deadline=None)
 TOLERANCE = {np.float64: dict(rtol=1e-10, atol=1e-10), np.float32: dict(rtol=1e-4, atol=1e-4)}
-
-
-# ------------------------------------------------------------------------------------------- references
-def _padded(x, padding, value=0.0):
-    (ph, pw) = padding
-    return np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=value)
-
-
-def _window_slices(kh, kw, stride, out_hw):
-    """Slices picking, for kernel offset (kh, kw), the input element under every output pixel."""
-    (sh, sw), (oh, ow) = stride, out_hw
-    return (slice(kh, kh + sh * (oh - 1) + 1, sh), slice(kw, kw + sw * (ow - 1) + 1, sw))
-
-
-def ref_conv2d(x, w, stride, padding):
-    """out[n, f, i, j] = sum over c, kh, kw of w[f, c, kh, kw] * x_padded[n, c, i*sh + kh, j*sw + kw]."""
-    xp = _padded(x.astype(np.float64), padding)
-    f, _, kh_size, kw_size = w.shape
-    out_h = (xp.shape[2] - kh_size) // stride[0] + 1
-    out_w = (xp.shape[3] - kw_size) // stride[1] + 1
-    out = np.zeros((x.shape[0], f, out_h, out_w))
-    for kh in range(kh_size):
-        for kw in range(kw_size):
-            rows, cols = _window_slices(kh, kw, stride, (out_h, out_w))
-            out += np.einsum("nchw,fc->nfhw", xp[:, :, rows, cols], w[:, :, kh, kw].astype(np.float64))
-    return out
-
-
-def ref_conv2d_backward_input(g, w, input_hw, stride, padding):
-    """Every output gradient flows back to the inputs its window touched, weighted by the filter."""
-    (h, wd), (ph, pw) = input_hw, padding
-    grad = np.zeros((g.shape[0], w.shape[1], h + 2 * ph, wd + 2 * pw))
-    for kh in range(w.shape[2]):
-        for kw in range(w.shape[3]):
-            rows, cols = _window_slices(kh, kw, stride, g.shape[2:])
-            grad[:, :, rows, cols] += np.einsum("nfhw,fc->nchw", g.astype(np.float64),
-                                                w[:, :, kh, kw].astype(np.float64))
-    return grad[:, :, ph:ph + h, pw:pw + wd]
-
-
-def ref_conv2d_backward_weight(g, x, kernel_hw, stride, padding):
-    """grad_w[f, c, kh, kw] = sum over n, i, j of g[n, f, i, j] * x_padded[n, c, i*sh + kh, j*sw + kw]."""
-    xp = _padded(x.astype(np.float64), padding)
-    grad = np.zeros((g.shape[1], x.shape[1]) + tuple(kernel_hw))
-    for kh in range(kernel_hw[0]):
-        for kw in range(kernel_hw[1]):
-            rows, cols = _window_slices(kh, kw, stride, g.shape[2:])
-            grad[:, :, kh, kw] = np.einsum("nfhw,nchw->fc", g.astype(np.float64), xp[:, :, rows, cols])
-    return grad
-
-
-def ref_pool_size(in_size, kernel, stride, padding, ceil_mode):
-    """Count the windows one by one. floor: the window fits in the padded input. ceil: also a partial last
-    window, as long as the previous window did not already reach the end and it starts before the right
-    padding."""
-    count = 0
-    while True:
-        start = count * stride
-        if ceil_mode:
-            keep = (count == 0 or start - stride + kernel < in_size + 2 * padding) and start < in_size + padding
-        else:
-            keep = start + kernel <= in_size + 2 * padding
-        if not keep:
-            return count
-        count += 1
-
-
-def ref_max_pool2d(x, kernel, stride, padding, ceil_mode):
-    """Every window explicitly: max of its elements inside the input, argmax = first one (row-major)."""
-    n, c, h, w = x.shape
-    out_h = ref_pool_size(h, kernel[0], stride[0], padding[0], ceil_mode)
-    out_w = ref_pool_size(w, kernel[1], stride[1], padding[1], ceil_mode)
-    out = np.empty((n, c, out_h, out_w), dtype=x.dtype)
-    argmax = np.empty((n, c, out_h, out_w), dtype=np.int64)
-    for i in range(out_h):
-        for j in range(out_w):
-            top, left = i * stride[0] - padding[0], j * stride[1] - padding[1]
-            rows = np.arange(max(top, 0), min(top + kernel[0], h))
-            cols = np.arange(max(left, 0), min(left + kernel[1], w))
-            window = x[:, :, rows[:, None], cols[None, :]].reshape(n, c, -1)
-            first = window.argmax(axis=-1)                   # np.argmax returns the first maximum
-            out[:, :, i, j] = window.max(axis=-1)
-            argmax[:, :, i, j] = rows[first // len(cols)] * w + cols[first % len(cols)]
-    return out, argmax
-
-
-def ref_max_pool2d_backward(g, argmax, input_shape):
-    n, c, h, w = input_shape
-    grad = np.zeros((n * c, h * w))
-    planes = np.repeat(np.arange(n * c), argmax[0, 0].size)
-    np.add.at(grad, (planes, argmax.reshape(-1)), g.reshape(-1))
-    return grad.reshape(input_shape)
 
 
 # ------------------------------------------------------------------------------------------- helpers
@@ -187,16 +94,35 @@ def test_conv2d_forward_and_backwards_match_reference(case):
     x, w, stride, padding, dtype, chunk, rng = case
     with samples_per_chunk(chunk, x, w, stride, padding):
         out = conv.conv2d_forward(x, w, stride, padding)
-        assert_close(out, ref_conv2d(x, w, stride, padding), dtype)
+        assert_close(out, reference.conv2d_forward(x, w, stride, padding), dtype)
         g = rng.standard_normal(out.shape).astype(dtype)
         if rng.random() < 0.5:
             g = non_contiguous(g)
         grad_x = conv.conv2d_backward_input(g, w, x.shape[2:], stride, padding)
         assert grad_x.shape == x.shape
-        assert_close(grad_x, ref_conv2d_backward_input(g, w, x.shape[2:], stride, padding), dtype)
+        assert_close(grad_x, reference.conv2d_backward_input(g, w, x.shape[2:], stride, padding), dtype)
         grad_w = conv.conv2d_backward_weight(g, x, w.shape[2:], stride, padding)
         assert grad_w.shape == w.shape
-        assert_close(grad_w, ref_conv2d_backward_weight(g, x, w.shape[2:], stride, padding), dtype)
+        assert_close(grad_w, reference.conv2d_backward_weight(g, x, w.shape[2:], stride, padding), dtype)
+
+
+@SETTINGS
+@given(conv_cases())
+def test_im2col_matches_reference(case):
+    x, w, stride, padding, dtype, _, _ = case
+    cols, out_hw = conv.im2col(x, w.shape[2:], stride, padding)
+    expected_cols, expected_hw = reference.im2col(np.asarray(x), w.shape[2:], stride, padding)
+    assert out_hw == expected_hw and cols.dtype == dtype
+    np.testing.assert_array_equal(cols, expected_cols)
+
+
+def test_im2col_times_the_filters_is_the_convolution():
+    rng = np.random.default_rng(2)
+    x, w = rng.standard_normal((2, 3, 7, 6)), rng.standard_normal((4, 3, 3, 2))
+    cols, (out_h, out_w) = conv.im2col(x, (3, 2), 2, 1)
+    product = w.reshape(4, -1) @ cols.reshape(len(cols), -1)                 # (F, N·OH·OW)
+    out = product.reshape(4, 2, out_h, out_w).transpose(1, 0, 2, 3)
+    np.testing.assert_allclose(out, reference.conv2d_forward(x, w, (2, 2), (1, 1)), rtol=1e-12, atol=1e-12)
 
 
 @SETTINGS
@@ -234,9 +160,9 @@ def test_conv2d_named_shapes(x_shape, w_shape, stride, padding, dtype):
         g = rng.standard_normal(out.shape).astype(dtype)
         grad_x = conv.conv2d_backward_input(g, w, x_shape[2:], stride, padding)
         grad_w = conv.conv2d_backward_weight(g, x, w_shape[2:], stride, padding)
-    assert_close(out, ref_conv2d(x, w, stride, padding), dtype)
-    assert_close(grad_x, ref_conv2d_backward_input(g, w, x_shape[2:], stride, padding), dtype)
-    assert_close(grad_w, ref_conv2d_backward_weight(g, x, w_shape[2:], stride, padding), dtype)
+    assert_close(out, reference.conv2d_forward(x, w, stride, padding), dtype)
+    assert_close(grad_x, reference.conv2d_backward_input(g, w, x_shape[2:], stride, padding), dtype)
+    assert_close(grad_w, reference.conv2d_backward_weight(g, x, w_shape[2:], stride, padding), dtype)
 
 
 def test_chunks_cover_the_batch_in_order():
@@ -251,7 +177,7 @@ def test_conv2d_accepts_int_stride_and_padding_and_mixed_dtypes():
     x, w = rng.standard_normal((2, 2, 6, 6)), rng.standard_normal((3, 2, 3, 3)).astype(np.float32)
     out = conv.conv2d_forward(x, w, 2, 1)
     assert out.dtype == np.float64      # float64 wins, as in NumPy
-    np.testing.assert_allclose(out, ref_conv2d(x, w, (2, 2), (1, 1)), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(out, reference.conv2d_forward(x, w, (2, 2), (1, 1)), rtol=1e-6, atol=1e-6)
 
 
 def test_conv2d_output_size():
@@ -288,14 +214,14 @@ def test_conv2d_bad_shapes_name_both_shapes():
 def test_max_pool_forward_and_backward_match_reference(case):
     x, kernel, stride, padding, ceil_mode, dtype, rng = case
     out, argmax = conv.max_pool2d_forward(x, kernel, stride, padding, ceil_mode)
-    expected_out, expected_argmax = ref_max_pool2d(np.asarray(x), kernel, stride, padding, ceil_mode)
+    expected_out, expected_argmax = reference.max_pool2d_forward(np.asarray(x), kernel, stride, padding, ceil_mode)
     assert out.dtype == dtype and out.shape == expected_out.shape
     np.testing.assert_array_equal(out, expected_out)
     np.testing.assert_array_equal(argmax, expected_argmax)
     g = rng.standard_normal(out.shape).astype(dtype)
     grad_x = conv.max_pool2d_backward(g, argmax, x.shape)
     assert grad_x.dtype == dtype and grad_x.shape == x.shape
-    np.testing.assert_allclose(grad_x, ref_max_pool2d_backward(g, expected_argmax, x.shape), **TOLERANCE[dtype])
+    np.testing.assert_allclose(grad_x, reference.max_pool2d_backward(g, expected_argmax, x.shape), **TOLERANCE[dtype])
 
 
 @pytest.mark.parametrize("in_size, kernel, stride, padding, floor, ceil", [
@@ -310,8 +236,8 @@ def test_max_pool_forward_and_backward_match_reference(case):
 def test_pool_output_size_follows_pytorch(in_size, kernel, stride, padding, floor, ceil):
     assert conv.pool_output_size(in_size, kernel, stride, padding, False) == floor
     assert conv.pool_output_size(in_size, kernel, stride, padding, True) == ceil
-    assert ref_pool_size(in_size, kernel, stride, padding, False) == floor
-    assert ref_pool_size(in_size, kernel, stride, padding, True) == ceil
+    assert reference.pool_output_size(in_size, kernel, stride, padding, False) == floor
+    assert reference.pool_output_size(in_size, kernel, stride, padding, True) == ceil
 
 
 def test_max_pool_cnn_shape_keeps_last_partial_window():

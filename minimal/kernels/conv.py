@@ -2,9 +2,9 @@
 
 Convolution as a matrix product (im2col)
 ----------------------------------------
-A direct convolution is seven nested loops and runs far below what the CPU can do. Instead we copy every
-input patch that one output pixel sees into a column of a "patch matrix" `cols`, and let BLAS do the
-multiply-adds. With the input zero-padded to (N, C, Hp, Wp) and output size (OH, OW):
+Written from its definition (conv_reference.py) a convolution runs far below what the CPU can do. Instead we
+copy every input patch that one output pixel sees into a column of a "patch matrix" `cols`, and let BLAS do
+all the multiply-adds. With the input zero-padded to (N, C, Hp, Wp) and output size (OH, OW):
 
     cols[k, n, p] = x_padded[n, c, oh*SH + kh, ow*SW + kw]
         k = (c*KH + kh)*KW + kw    which weight of a filter     (C*KH*KW rows)
@@ -23,29 +23,18 @@ filter axes swapped):
 So both backward passes are matrix products too: all heavy arithmetic runs in BLAS, and the numba kernels
 only move data, in parallel over the samples.
 
-The batch is processed in chunks of a few samples (CHUNK_BYTES below): the chunk's patch matrix is still in
-the CPU cache when BLAS reads it, and the work buffers are small. For the paper's CNN this is ~1.5x faster
-than one patch matrix for the whole batch (40 MB for the second layer). The forward's swap from
-(F, chunk, pixels) to NCHW is one in-cache copy per chunk. The alternative, one small product per sample
-written straight into NCHW (np.matmul over a stack), measured 6 % slower on the second layer (the costly
-one) and 15 % faster on the first; we keep the single path.
+What this file changes for speed, compared with the plain versions in conv_reference.py (same functions, same
+results):
+- the sums over kernel offsets become one matrix product per chunk of a few samples (CHUNK_BYTES below), so
+  that the chunk's patch matrix is still in the CPU cache when BLAS reads it;
+- im2col and col2im are numba loops that index with loop variables (never negative, so numba drops its
+  negative-index checks), with a separate contiguous inner loop for stride 1, on input padded once beforehand;
+- max-pooling is one loop over windows, parallel over the N*C planes, compiled once per window size (so the
+  window loops unroll), remembering where each maximum came from (argmax) for the backward.
+All kernels are compiled with cache=True (the first call in a fresh environment compiles, a few seconds); with
+NUMBA_DISABLE_JIT=1 they run as plain Python, correct but only for tiny shapes.
 
-Max-pooling is a plain loop over windows, parallel over the N*C planes, compiled once per window size (see
-_max_pool_kernel). The forward remembers where each maximum came from (argmax); the backward sends each
-output gradient back to that one input element.
-
-Notes on writing fast numba kernels
------------------------------------
-- Kernels index N-d arrays with loop variables (x[n, c, ih, iw]) rather than flat buffers with computed
-  offsets. Numba treats a negative index Python-style (counted from the end), so it checks every index that
-  might be negative; for a flat offset like ((n*C + c)*H + ih)*W + iw that check stays in the inner loop and
-  blocks SIMD, making im2col about 5x slower. Loop variables that start at 0 are known to be non-negative.
-- Padding is done once on the whole array before im2col (np.pad), so the kernels never test bounds.
-- The stride-1 case gets its own inner loop: contiguous reads that the compiler turns into SIMD copies.
-  A run-time stride in the index (ow*SW) makes every read a gather, about 3x slower.
-- All kernels are compiled with cache=True; the first call in a fresh environment compiles (a few seconds).
-  With NUMBA_DISABLE_JIT=1 they run as plain Python (prange becomes range): correct, but only for tiny shapes.
-- Two process-wide settings that make these kernels fast on few cores are made in kernels/__init__.py.
+Measurements, and the variants we tried and rejected: docs/performance.md, "Convolution kernels".
 """
 import functools
 
@@ -126,7 +115,7 @@ def _im2col(x, cols, kernel_h, kernel_w, stride_h, stride_w, out_h, out_w):
                     for oh in range(out_h):
                         ih = oh * stride_h + kh       # input row seen by this output row
                         p0 = oh * out_w               # first output pixel of this row
-                        if stride_w == 1:
+                        if stride_w == 1:                 # contiguous reads: copied with SIMD
                             for ow in range(out_w):
                                 cols[k, n, p0 + ow] = x[n, c, ih, ow + kw]
                         else:
@@ -163,8 +152,8 @@ def _max_pool_kernel(kernel_h, kernel_w):
     """The max-pooling forward kernel, compiled for one window size.
 
     With the window size a compile-time constant the compiler unrolls the two window loops into straight-line
-    code: 3x faster than loops whose trip counts are only known at run time. lru_cache builds one kernel per
-    window size per process; numba's cache=True keeps the compiled code on disk between processes.
+    code. lru_cache builds one kernel per window size per process; numba's cache=True keeps the compiled code on
+    disk between processes.
     """
     @njit(parallel=True, cache=True)
     def max_pool_forward(x, out, argmax, stride_h, stride_w, pad_h, pad_w):
