@@ -41,7 +41,7 @@ from .data.common import Split, fixed_subset
 from .metrics import accuracy
 from .optim import Adam
 from .pcm import PCMModel
-from .robust.ibp import interval_parameters
+from .robust.ibp import weight_boxes
 from .robust.methods import ATTACK_DEFAULTS, METHODS
 from .robust.mismatch import mismatch_draws
 from .tasks import TASKS, model_rng
@@ -273,7 +273,7 @@ def bench_ibp(repeats, batch_size=100):
     per_zeta, point_ms = {}, []
     with no_grad():
         for zeta in IBP_ZETAS:
-            params = interval_parameters(model, zeta)
+            params = weight_boxes(model, zeta)
             spikes = model.reference_spikes(x, params["w_in"], params["w_rec"] * model.off_diagonal)
             per_zeta[f"ibp_may_spike_zeta_{zeta:g}"] = float(spikes.hi.mean())
             point, interval = medians_in_turns([lambda: model(x), lambda: model(x, params, path="reference")],

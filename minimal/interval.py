@@ -7,7 +7,7 @@ input intervals. It also tries to be *tight* (no wider than it has to be).
 Weights as intervals (the paper's "Verifiable robustness for LSNNs"): an attacker (or device mismatch) that may
 move every parameter by up to ζ|Θ| turns the trained parameters Θ into the box
 
-    [Θ − ζ|Θ|, Θ + ζ|Θ|]                                                  Interval.from_weights(Θ, ζ)
+    [Θ − ζ|Θ|, Θ + ζ|Θ|]                                                  Interval.weight_box(Θ, ζ)
 
 Run a model on these interval parameters and its logits come out as intervals that contain the logits of every
 network in the box. The models do not need a second copy for this: they are written with `minimal.nn.functional`,
@@ -63,7 +63,7 @@ class Interval:
         return _result(value, value)
 
     @classmethod
-    def from_weights(cls, theta, zeta):
+    def weight_box(cls, theta, zeta):
         """[Θ − ζ|Θ|, Θ + ζ|Θ|]: every parameter may move by ζ times its own magnitude (the paper's attack box)."""
         if not zeta >= 0:
             raise ValueError(f"the attack size zeta must be >= 0, got {zeta}")

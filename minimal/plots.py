@@ -5,6 +5,7 @@
     plot_landscape            Fig. 1, S2          test loss along random directions: mean and single trials
     plot_membrane_histogram   Fig. S10            LSNN membrane potentials relative to the firing threshold
     plot_verified_accuracy    Fig. S9             verified accuracy by interval bound propagation over ζ
+    plot_pcm_drift            Fig. 4              accuracy on simulated PCM hardware against the time since programming
 
 Each function takes what minimal/evaluate/ computes (dicts of NumPy arrays keyed by checkpoint label) and a
 path, writes the PNG atomically and returns the matplotlib Figure, which a notebook displays.

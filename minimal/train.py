@@ -62,8 +62,9 @@ def build_parser():
                              "initialisation: fine-tuning a pretrained model, as the paper's PCM experiments do")
     parser.add_argument("--clip-sigmas", type=positive_float, metavar="N",
                         help="after every step clip each weight matrix and kernel to ±N·std of its entries "
-                             "(PCM training: no outlier weight sets the conductance scale; the paper's text says "
-                             "2, minimal's PCM experiments use 2.5, see docs/results.md) (default: off)")
+                             "(PCM training: no outlier weight sets the conductance scale). The paper's text says "
+                             "2 (Fig. S12); minimal uses 2.5, the clip of its PCM mapping (DESIGN.md §4, pcm.py), "
+                             "so that training and the simulated chip clip the same weights (default: off)")
     add_method_options(parser)
     return parser
 

@@ -67,7 +67,7 @@ def four_corner_conv2d(x, w):
 
 
 def weight_box(rng, shape, zeta):
-    return Interval.from_weights(rng.standard_normal(shape), zeta)
+    return Interval.weight_box(rng.standard_normal(shape), zeta)
 
 
 # ---------------------------------------------------------------------------------------------------- construction
@@ -81,15 +81,15 @@ def test_construction_checks_order_shape_and_nan():
         Interval(np.zeros(2), np.array([1.0, np.nan]))
 
 
-def test_from_weights_is_the_relative_box():
+def test_weight_box_is_the_relative_box():
     theta = np.array([-2.0, 0.0, 0.5], dtype=np.float32)
-    box = Interval.from_weights(theta, 0.1)
+    box = Interval.weight_box(theta, 0.1)
     np.testing.assert_allclose(box.lo, [-2.2, 0.0, 0.45], rtol=1e-6)
     np.testing.assert_allclose(box.hi, [-1.8, 0.0, 0.55], rtol=1e-6)
     assert box.dtype == np.float32
-    assert np.array_equal(Interval.from_weights(theta, 0).width, np.zeros(3))
+    assert np.array_equal(Interval.weight_box(theta, 0).width, np.zeros(3))
     with pytest.raises(ValueError, match="zeta must be >= 0"):
-        Interval.from_weights(theta, -0.1)
+        Interval.weight_box(theta, -0.1)
 
 
 def test_shape_errors_name_the_shapes():
@@ -197,7 +197,7 @@ def test_numba_kernel_in_float32_and_on_a_strided_x():
     """The LSNN passes x_t = x[:, t], a strided view, in float32."""
     rng = np.random.default_rng(0)
     x = random_spikes(rng, (6, 4, 40), may=0.7)
-    w = Interval.from_weights(rng.standard_normal((40, 9)), 0.01)
+    w = Interval.weight_box(rng.standard_normal((40, 9)), 0.01)
     x_lo, x_hi, w_lo, w_hi = (a.astype(np.float32) for a in (x.lo[:, 1], x.hi[:, 1], w.lo, w.hi))
     lower, upper = interval_kernels.matmul_bounds(x_lo, x_hi, w_lo, w_hi)
     reference = bilinear_bounds(Interval(x_lo, x_hi), Interval(w_lo, w_hi), np.matmul)
@@ -321,7 +321,7 @@ def theta64(model):
 
 
 def interval_logits(model, x, zeta, path):
-    boxes = {name: Interval.from_weights(value, zeta) for name, value in theta64(model).items()}
+    boxes = {name: Interval.weight_box(value, zeta) for name, value in theta64(model).items()}
     with no_grad():
         return model(x, boxes, **path)
 
@@ -345,7 +345,7 @@ def test_every_network_in_the_weight_box_has_its_logits_inside_the_bounds(name, 
     rng = np.random.default_rng(seed)
     model, x = build(seed % 1000), inputs(rng)
     bounds = interval_logits(model, x, zeta, path)
-    boxes = {key: Interval.from_weights(value, zeta) for key, value in theta64(model).items()}
+    boxes = {key: Interval.weight_box(value, zeta) for key, value in theta64(model).items()}
     networks = zip(*(points_inside(box, rng, count=3) for box in boxes.values()))  # corners, random points
     for draw, values in enumerate(networks):
         assert_inside(bounds, point_logits(model, x, dict(zip(boxes, values)), path), f"{name}, network {draw}")
@@ -358,7 +358,7 @@ def test_lsnn_spike_bounds_hold_every_spike_of_every_network_in_the_box(seed, ze
     all at work) lie inside the spike intervals, step by step."""
     rng = np.random.default_rng(seed)
     model, x = small_lsnn(seed % 1000), 2 * rng.standard_normal((3, 20, 2))
-    boxes = {key: Interval.from_weights(value, zeta) for key, value in theta64(model).items()}
+    boxes = {key: Interval.weight_box(value, zeta) for key, value in theta64(model).items()}
     with no_grad():
         bounds = model.reference_spikes(x, boxes["w_in"], boxes["w_rec"] * model.off_diagonal)
         for w_in, w_rec in zip(*(points_inside(boxes[key], rng, count=10) for key in ("w_in", "w_rec"))):
@@ -388,7 +388,7 @@ def test_cnn_at_zeta_zero_equals_the_point_pass_exactly(dtype):
     theta = {name: p.data.astype(dtype) for name, p in model.named_parameters()}
     with no_grad():
         point = model(Tensor(x), theta).data
-        bounds = model(Interval.point(x), {name: Interval.from_weights(v, 0.0) for name, v in theta.items()})
+        bounds = model(Interval.point(x), {name: Interval.weight_box(v, 0.0) for name, v in theta.items()})
     assert bounds.dtype == dtype
     assert np.array_equal(bounds.lo, point) and np.array_equal(bounds.hi, point)
 
@@ -399,7 +399,7 @@ def test_lsnn_at_zeta_zero_equals_the_reference_point_pass_exactly(dtype):
     x = (2 * np.random.default_rng(1).standard_normal((4, 30, 2))).astype(dtype)
     with no_grad():
         point = model(x, path="reference").data
-        boxes = {name: Interval.from_weights(p.data, 0.0) for name, p in model.named_parameters()}
+        boxes = {name: Interval.weight_box(p.data, 0.0) for name, p in model.named_parameters()}
         bounds = model(Interval.point(x), boxes, path="reference")
     assert model.record_state(x)["spikes"].mean() > 0.05, "the test inputs should make neurons spike"
     assert bounds.dtype == dtype
@@ -411,7 +411,7 @@ def test_lsnn_accepts_a_mix_of_interval_and_point_parameters():
     model = small_lsnn(0)
     x = 2 * np.random.default_rng(1).standard_normal((3, 12, 2))
     with no_grad():
-        bounds = model(x, {"w_rec": Interval.from_weights(model.w_rec.data, 0.05)}, path="reference")
+        bounds = model(x, {"w_rec": Interval.weight_box(model.w_rec.data, 0.05)}, path="reference")
         point = model(x, path="reference").data
     assert_inside(bounds, point, "logits")
     assert np.any(bounds.width > 0)
@@ -420,4 +420,4 @@ def test_lsnn_accepts_a_mix_of_interval_and_point_parameters():
 def test_lsnn_fused_path_refuses_intervals():
     model = small_lsnn(0)
     with pytest.raises(ValueError, match="points only; use path='reference'"):
-        model(np.zeros((1, 3, 2)), {"w_in": Interval.from_weights(model.w_in.data, 0.1)})
+        model(np.zeros((1, 3, 2)), {"w_in": Interval.weight_box(model.w_in.data, 0.1)})

@@ -8,7 +8,7 @@ receives:
     a weight that is a Crossbar -> the product on simulated PCM hardware (minimal/pcm.py): `linear` and `conv2d`
     otherwise                 ->  the autodiff op (minimal/autodiff/ops.py): Tensors, NumPy arrays and numbers
 
-So one model definition serves both: `model(x, params={name: Interval.from_weights(Θ, ζ)})` runs the very same
+So one model definition serves both: `model(x, params={name: Interval.weight_box(Θ, ζ)})` runs the very same
 lines in interval arithmetic (DESIGN.md §1). The fused LSNN kernel is the one exception: it computes points only.
 
 Arithmetic between values of one kind can also use the operators (+, −, *, @), which Tensors and Intervals both

@@ -1,6 +1,6 @@
 """Verified accuracy under weight perturbations, by interval bound propagation (Supplementary Fig. S9).
 
-For an attack size ζ every parameter Θ becomes the interval [Θ − ζ|Θ|, Θ + ζ|Θ|] (Interval.from_weights), and
+For an attack size ζ every parameter Θ becomes the interval [Θ − ζ|Θ|, Θ + ζ|Θ|] (Interval.weight_box), and
 the model (the very code that trained it, written with minimal/nn/functional.py) computes interval logits
 [l̲, l̄] that contain the logits of every network in that box. A sample is *verified* when the correct class c wins
 in all of them, i.e. its lowest logit beats every other class's highest:
@@ -24,9 +24,9 @@ from ..interval import Interval
 from ..nn.lsnn import LSNN
 
 
-def interval_parameters(model, zeta):
+def weight_boxes(model, zeta):
     """name -> [Θ − ζ|Θ|, Θ + ζ|Θ|] for every parameter (the paper perturbs every weight and bias)."""
-    return {name: Interval.from_weights(p.data, zeta) for name, p in model.named_parameters()}
+    return {name: Interval.weight_box(p.data, zeta) for name, p in model.named_parameters()}
 
 
 def interval_logits(model, x, params_intervals):
@@ -49,7 +49,7 @@ def verified_mask(lower, upper, labels):
 
 def verified_accuracy(model, split, zeta, batch_size=100, desc=None):
     """Fraction of the split's samples verified for every network in the box [Θ − ζ|Θ|, Θ + ζ|Θ|]."""
-    params = interval_parameters(model, zeta)
+    params = weight_boxes(model, zeta)
     verified = 0
     for start in progress_bar(range(0, len(split), batch_size), desc=desc):
         logits = interval_logits(model, split.x[start:start + batch_size], params)
