@@ -25,7 +25,9 @@ Preprocessing (the Bauer et al. 2019 setup used by the paper):
    (at most 1.14 mV) is smaller than one ADC step (1/200 mV), so the quantisation loses nothing the recording had.
 The .npz holds x (beats, 100, 2) int16, x_scale, y (int8 label), record (int16 record number) and peak_sample
 (int32 R-peak sample at 360 Hz, to find the beat in the raw record); the .json beside it holds its SHA-256, the
-class counts before and after balancing, and this provenance.
+class counts before and after balancing, and this provenance. How the beats become the network's input currents
+(the ecg task's delay line, 2 leads -> 8 channels) is done when they are loaded, in minimal/data/ecg.py, so this
+file stays the plain beats.
 
 Data: MIT-BIH Arrhythmia Database v1.0.0 (PhysioNet), Open Data Commons Attribution License v1.0. Moody GB, Mark RG.
 The impact of the MIT-BIH Arrhythmia Database. IEEE Eng in Med and Biol 20(3):45-50 (2001). Goldberger AL et al.

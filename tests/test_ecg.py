@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from minimal.data.common import DataNotFoundError
-from minimal.data.ecg import CLASSES, EMBEDDED_PATH, SAME_SUBJECT, load_ecg, split_by_beat, split_by_record
+from minimal.data.ecg import (CLASSES, DELAY_SPACING, DELAY_TAPS, EMBEDDED_PATH, ENCODED_CHANNELS, SAME_SUBJECT,
+                              delay_line, load_ecg, split_by_beat, split_by_record)
 from minimal.io import load_npz, sha256_of_file
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -94,6 +95,30 @@ def test_same_seed_same_split_other_seed_other_split(beat_split):
     other = load_ecg(split="beat", seed=1)
     assert row_fingerprints(other.test.x) != row_fingerprints(beat_split.test.x)
     assert load_ecg(split="record", seed=0).info["records"] == load_ecg(split="record", seed=0).info["records"]
+
+
+def test_delay_line_shifts_each_tap_and_pads_with_zeros():
+    x = np.arange(12.0).reshape(1, 6, 2)             # 6 steps, 2 leads: x[0, t] = (2t, 2t + 1)
+    delayed = delay_line(x, taps=3, spacing=2)
+    assert delayed.shape == (1, 6, 6)
+    np.testing.assert_array_equal(delayed[0, :, 0:2], x[0])
+    np.testing.assert_array_equal(delayed[0, :, 2:4], [[0, 0], [0, 0], [0, 1], [2, 3], [4, 5], [6, 7]])
+    np.testing.assert_array_equal(delayed[0, :, 4:6], [[0, 0]] * 4 + [[0, 1], [2, 3]])
+    np.testing.assert_array_equal(delay_line(x, taps=1, spacing=2), x)
+    with pytest.raises(ValueError, match="does not fit 6 steps"):
+        delay_line(x, taps=4, spacing=2)
+
+
+def test_ecg_task_feeds_the_delay_line_to_a_network_with_as_many_inputs(beat_split):
+    from minimal.tasks import TASKS
+    data = TASKS["ecg"].load_data(None, 0)
+    assert DELAY_TAPS > 1 and data.train.x.shape[1:] == (100, ENCODED_CHANNELS) == (100, 2 * DELAY_TAPS)
+    for k in range(DELAY_TAPS):
+        shift = k * DELAY_SPACING
+        np.testing.assert_array_equal(data.test.x[:, shift:, 2 * k:2 * k + 2], beat_split.test.x[:, :100 - shift])
+        assert np.all(data.test.x[:, :shift, 2 * k:2 * k + 2] == 0)
+    np.testing.assert_array_equal(data.test.y, beat_split.test.y)
+    assert TASKS["ecg"].build_model(np.random.default_rng(0)).w_in.shape == (ENCODED_CHANNELS, 256)
 
 
 def test_unknown_split_kind():

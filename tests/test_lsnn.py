@@ -222,3 +222,12 @@ def test_dropout_gradient_of_the_readout_passes_gradcheck():
     mask = model.dropout_mask(4, np.random.default_rng(3))
     rates = reference_spikes_with_dropout(model, x, np.random.default_rng(3))[0].mean(axis=1)
     assert np.all(rates[~mask] == 0) and rates[mask].max() > 0
+
+
+def test_readout_gain_scales_the_initial_readout_only():
+    plain = LSNN(np.random.default_rng(0), 2, 4, num_hidden=16)
+    scaled = LSNN(np.random.default_rng(0), 2, 4, num_hidden=16, readout_gain=10.0)
+    np.testing.assert_allclose(scaled.w_out.data, 10 * plain.w_out.data, rtol=1e-6)
+    assert scaled.w_out.dtype == np.float32
+    for name in ("w_in", "w_rec", "b_out"):
+        np.testing.assert_array_equal(getattr(scaled, name).data, getattr(plain, name).data)
