@@ -1,4 +1,4 @@
-"""python -m minimal.sweep --task fmnist --methods standard,beta --seeds 0,1 [--root DIR] [--jobs N] …
+"""python -m minimal.sweep --task fmnist --methods standard,beta --seeds 0,1 [--root DIR] [--jobs N | --scheduler A] …
 
 Trains one model per (method, seed) and then evaluates them all (by default under mismatch, Table 1), writing
 one results table per evaluation. Every job is a plain `python -m minimal.train …` / `python -m
@@ -6,6 +6,10 @@ minimal.evaluate …` command, so the same list can go to any cluster scheduler 
 resumable: a training job whose meta.json already has a test accuracy is skipped, a stopped one continues from
 its last finished epoch (`--resume`), and an evaluation is skipped when its table is newer than every checkpoint
 and was made with the same arguments.
+With --scheduler ADDRESS the same commands go to the workers of a Dask scheduler instead (training jobs as many at
+a time as the cluster has worker threads, then the evaluations); `--scheduler local:N` starts N workers on this
+machine. The workers need this folder and this Python environment at the same paths (a shared filesystem), with
+`pip install -e ".[cluster]"` done; see README.md, "Running a sweep on a cluster".
 With --report FILE the tables, figures, commands and wall times go into one section of a Markdown file
 (e.g. docs/results.md), regenerated on every run.
 
@@ -22,7 +26,8 @@ import shlex
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import ExitStack, contextmanager
 
 from . import train
 from .cli import (CommandError, OneLineErrorParser, UsageError, add_list_option, nonnegative_int, positive_int,
@@ -41,7 +46,11 @@ def build_parser():
     add_list_option(parser, "--seeds", nonnegative_int, default=[0], metavar="SEED",
                     help="seeds, comma- or space-separated (default: 0)")
     parser.add_argument("--root", help="folder for all runs (default: runs/sweep-<task>)")
-    parser.add_argument("--jobs", type=positive_int, default=1, help="training processes at once (default 1)")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--jobs", type=positive_int, default=1, help="training processes at once (default 1)")
+    where.add_argument("--scheduler", type=scheduler_address, metavar="ADDRESS",
+                       help="run the jobs on the workers of the Dask scheduler at ADDRESS (e.g. tcp://HOST:8786), "
+                            "or on N worker processes started here (local:N); needs pip install -e \".[cluster]\"")
     parser.add_argument("--train-args", default="", help="extra arguments for every training job, e.g. "
                                                          "\"--epochs 3 --lr 1e-3\"")
     parser.add_argument("--evaluate", action="append", type=evaluation_spec, metavar="NAME=SUBCOMMAND ARGS",
@@ -67,6 +76,17 @@ def evaluation_spec(text):
         raise argparse.ArgumentTypeError(f"must look like NAME=SUBCOMMAND [ARGS], e.g. \"drift=pcm --repeats 25\", "
                                          f"got {text!r}")
     return name, words
+
+
+LOCAL_CLUSTER = "local:"
+
+
+def scheduler_address(text):
+    """--scheduler: 'local:N' (N ≥ 1) or the address of a running Dask scheduler, passed on as it is."""
+    workers = text.removeprefix(LOCAL_CLUSTER)
+    if workers != text and not (workers.isdigit() and int(workers) > 0):
+        raise argparse.ArgumentTypeError(f"local:N needs a number of workers N ≥ 1, got {text!r}")
+    return text
 
 
 def run_folder(root, method, seed):
@@ -120,32 +140,98 @@ def settings_conflicts(args, root, jobs):
     return conflicts
 
 
-def run_logged(command, log_path):
-    """Run one job with its output in log_path; return its exit code."""
+def run_logged(command, log_path, folder=None, environment=None):
+    """Run one job with its output appended to log_path; return its exit code and wall time in seconds.
+    folder: the working folder (default: this process's); environment: variables set for the job on top of
+    this process's. A Dask worker runs this same function, imported from minimal.sweep."""
+    start = time.time()
     with open(log_path, "a") as log:
         log.write(f"$ {shlex.join(command)}\n")
         log.flush()
-        return subprocess.run(command, stdout=log, stderr=subprocess.STDOUT).returncode
+        code = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, cwd=folder,
+                              env={**os.environ, **(environment or {})}).returncode
+    return code, time.time() - start
 
 
-def train_all(args, root, jobs):
-    """Run the unfinished training jobs, `args.jobs` at a time; returns the folders that failed."""
+# what minimal.evaluate's single_threaded_children sets too (not imported from there: it loads slowly)
+SINGLE_THREADED = {name: "1" for name in ("NUMBA_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
+                                          "MKL_NUM_THREADS")}
+
+
+@contextmanager
+def job_runner(scheduler, jobs):
+    """A function run_job(command, log_path) that starts one job and returns a future of run_logged's (exit code,
+    seconds). Without a scheduler the jobs run here, `jobs` processes at a time. With one they go to its workers,
+    each job in this folder (which the workers must share) with numba and BLAS on one thread: a Dask worker
+    thread stands for one core."""
+    if scheduler is None:
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            yield lambda command, log_path: pool.submit(run_logged, command, log_path)
+        return
+    folder = os.getcwd()
+    with dask_executor(scheduler) as executor:
+        yield lambda command, log_path: executor.submit(run_logged, command, os.path.abspath(log_path), folder,
+                                                        SINGLE_THREADED)
+
+
+@contextmanager
+def dask_executor(address):
+    """A concurrent.futures executor on the workers of the Dask scheduler at `address`; 'local:N' starts a
+    cluster of N single-threaded worker processes on this machine, closed again when the sweep ends."""
+    distributed = import_dask_distributed()
+    with ExitStack() as stack:
+        if address.startswith(LOCAL_CLUSTER):
+            address = stack.enter_context(distributed.LocalCluster(
+                n_workers=int(address.removeprefix(LOCAL_CLUSTER)), threads_per_worker=1, processes=True))
+        try:
+            client = stack.enter_context(distributed.Client(address))
+        except (OSError, ValueError) as error:  # no scheduler there (after a 30 s timeout), or a malformed address
+            raise CommandError(f"cannot connect to the Dask scheduler at {address}: {error}") from None
+        print(f"jobs go to the Dask scheduler at {client.scheduler.address} "
+              f"({len(client.scheduler_info()['workers'])} workers at the moment)", flush=True)
+        yield client.get_executor(pure=False)
+
+
+def import_dask_distributed():
+    """dask.distributed, an optional dependency, imported only when --scheduler asks for it."""
+    try:
+        import dask.distributed
+    except ImportError:
+        raise CommandError('--scheduler needs Dask distributed: pip install -e ".[cluster]"') from None
+    return dask.distributed
+
+
+def job_problem(future):
+    """What went wrong with a finished job (None if nothing) and its wall time in seconds. A job that could not
+    run at all fails with the reason: e.g. a worker without the project installed or without this folder."""
+    try:
+        code, seconds = future.result()
+    except Exception as error:  # raised on a Dask worker, or by the scheduler (a worker died)
+        return f"could not run: {type(error).__name__}: {error}", 0.0
+    return (None if code == 0 else f"exit {code}"), seconds
+
+
+def train_all(args, root, jobs, run_job):
+    """Hand the unfinished training jobs to run_job (see job_runner), which decides how many run at a time;
+    returns the folders that failed."""
     pending = [(method, seed) for method, seed in jobs
                if not is_trained(run_folder(root, method, seed), job_settings(args, root, method, seed))]
     print(f"{len(jobs) - len(pending)} of {len(jobs)} training jobs already done; running {len(pending)}")
-
-    def run(job):
-        method, seed = job
+    started = {}
+    for method, seed in pending:
         folder = run_folder(root, method, seed)
         os.makedirs(folder, exist_ok=True)
-        start = time.time()
-        code = run_logged(training_command(args, root, method, seed), os.path.join(folder, "train.log"))
-        print(f"{'done' if code == 0 else f'FAILED (exit {code})'}: {method} seed {seed} "
-              f"in {time.time() - start:.0f} s (log: {folder}/train.log)", flush=True)
-        return None if code == 0 else folder
-
-    with ThreadPoolExecutor(max_workers=max(args.jobs, 1)) as pool:
-        return [folder for folder in pool.map(run, pending) if folder]
+        log_path = os.path.join(folder, "train.log")
+        started[run_job(training_command(args, root, method, seed), log_path)] = (method, seed, folder)
+    failed = []
+    for future in as_completed(started):
+        method, seed, folder = started[future]
+        problem, seconds = job_problem(future)
+        print(f"{'done' if problem is None else f'FAILED ({problem})'}: {method} seed {seed} in {seconds:.0f} s "
+              f"(log: {folder}/train.log)", flush=True)
+        if problem is not None:
+            failed.append(folder)
+    return failed
 
 
 def evaluation_is_current(root, evaluation, folders):
@@ -167,32 +253,37 @@ def evaluation_arguments(evaluation, root, folders):
     return evaluation_command(evaluation, root, folders)[3:]
 
 
-def evaluate_all(args, root, folders):
-    """Run the evaluations that are not up to date; returns an error message or None. Each one's wall time and
-    arguments are kept in <root>/<name>/wall_seconds.json, for the report and for evaluation_is_current."""
+def evaluate_all(args, root, folders, run_job):
+    """Run the evaluations that are not up to date with run_job (see job_runner), one after the other; returns an
+    error message or None. Each one's wall time and arguments are kept in <root>/<name>/wall_seconds.json, for
+    the report and for evaluation_is_current."""
     for evaluation in args.evaluate:
         name = evaluation[0]
         if evaluation_is_current(root, evaluation, folders):
             print(f"evaluation {name} in {root}/{name} is up to date")
             continue
         os.makedirs(os.path.join(root, name), exist_ok=True)
-        start = time.time()
-        code = run_logged(evaluation_command(evaluation, root, folders), os.path.join(root, name + ".log"))
-        if code != 0:
-            return f"the evaluation {name} failed (exit {code}); see {root}/{name}.log"
+        job = run_job(evaluation_command(evaluation, root, folders), os.path.join(root, name + ".log"))
+        problem, seconds = job_problem(job)
+        if problem is not None:
+            return f"the evaluation {name} failed ({problem}); see {root}/{name}.log"
         atomic_save_json(os.path.join(root, name, "wall_seconds.json"),
-                         {"seconds": round(time.time() - start, 1),
+                         {"seconds": round(seconds, 1),
                           "arguments": evaluation_arguments(evaluation, root, folders)})
     return None
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    return run_reporting_errors(lambda: run_sweep(args, argv), INTERRUPTED_MESSAGE)
+    return run_reporting_errors(lambda: run_sweep(args, argv),
+                                INTERRUPTED_MESSAGE if args.scheduler is None else SCHEDULER_INTERRUPTED_MESSAGE)
 
 
 INTERRUPTED_MESSAGE = ("finished training jobs, the last finished epoch of each stopped one and the finished "
                        "mismatch cells are kept; the same command continues from them")
+SCHEDULER_INTERRUPTED_MESSAGE = ("finished training jobs and the finished mismatch cells are kept; jobs running on "
+                                 "Dask workers that Ctrl-C did not reach (other machines) go on to their end (see "
+                                 "their logs): once they have, the same command continues from them")
 
 
 def run_sweep(args, argv):
@@ -210,10 +301,11 @@ def run_sweep(args, argv):
     if conflicts:
         raise UsageError(conflicts[0] + (f" (and {len(conflicts) - 1} more)" if len(conflicts) > 1 else "")
                          + "; use another --root, or the settings it was trained with")
-    failed = train_all(args, root, jobs)
-    if failed:
-        raise CommandError(f"{len(failed)} training job(s) failed: {', '.join(failed)}")
-    error = evaluate_all(args, root, args.baseline + folders)
+    with job_runner(args.scheduler, args.jobs) as run_job:
+        failed = train_all(args, root, jobs, run_job)
+        if failed:
+            raise CommandError(f"{len(failed)} training job(s) failed: {', '.join(failed)}")
+        error = evaluate_all(args, root, args.baseline + folders, run_job)
     if error:
         raise CommandError(error)
     if args.report:

@@ -1,7 +1,8 @@
-"""The sweep: job list, commands, skipping finished jobs, failures reported."""
+"""The sweep: job list, commands, skipping finished jobs, failures reported, jobs on a Dask cluster."""
 import json
 import os
 import shlex
+import sys
 
 import pytest
 
@@ -57,11 +58,12 @@ def test_finished_jobs_are_skipped_and_failures_reported(tmp_path, monkeypatch):
 
     def fake_run(command, log_path):
         ran.append(command[command.index("--method") + 1])
-        return 1 if "beta" in command else 0
+        return (1 if "beta" in command else 0), 0.0
 
     monkeypatch.setattr(sweep, "run_logged", fake_run)
     args = parse(*argv)
-    failed = sweep.train_all(args, str(tmp_path), [(m, 0) for m in args.methods])
+    with sweep.job_runner(None, 1) as run_job:
+        failed = sweep.train_all(args, str(tmp_path), [(m, 0) for m in args.methods], run_job)
     assert sorted(ran) == ["beta", "forward_noise"]
     assert failed == [str(tmp_path / "beta-seed0")]
     settings = sweep.job_settings(args, str(tmp_path), "standard", 0)
@@ -141,7 +143,7 @@ def test_an_evaluation_runs_again_when_its_arguments_change(tmp_path, monkeypatc
         for table in ("mismatch.json", "mismatch.csv"):
             with open(os.path.join(out, table), "w") as f:
                 f.write("{}")
-        return 0
+        return 0, 1.0
     monkeypatch.setattr(sweep, "run_logged", fake_evaluate)
     argv = ["--task", "fmnist", "--methods", "standard", "--root", str(root), "--evaluate"]
     assert sweep.main(argv + ["mismatch=mismatch --zetas 0.5"]) == 0
@@ -150,3 +152,56 @@ def test_an_evaluation_runs_again_when_its_arguments_change(tmp_path, monkeypatc
     os.remove(root / "mismatch" / "mismatch.csv")
     assert sweep.main(argv + ["mismatch=mismatch --zetas 0.3 0.5"]) == 0      # the report's CSV is missing: again
     assert ran == [["0.5"], ["0.3", "0.5"], ["0.3", "0.5"]]
+
+
+def test_a_job_that_cannot_run_fails_with_its_reason(tmp_path, monkeypatch, capsys):
+    """As a job on a worker without this folder would: the sweep reports it as a failed job, not a traceback."""
+    def missing_folder(command, log_path):
+        raise FileNotFoundError(f"No such file or directory: {log_path!r}")
+
+    monkeypatch.setattr(sweep, "run_logged", missing_folder)
+    assert sweep.main(["--task", "fmnist", "--methods", "standard", "--root", str(tmp_path)]) == 1
+    captured = capsys.readouterr()
+    assert "FAILED (could not run: FileNotFoundError: No such file or directory" in captured.out
+    assert captured.err == f"error: 1 training job(s) failed: {tmp_path / 'standard-seed0'}\n"
+
+
+@pytest.mark.parametrize("argv, message", [(["--scheduler", "local:0"], "local:N needs a number of workers N ≥ 1"),
+                                           (["--scheduler", "local:2", "--jobs", "2"], "not allowed with")])
+def test_bad_scheduler_is_one_line(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        parse("--task", "fmnist", "--methods", "standard", *argv)
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_scheduler_without_dask_is_one_error_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "dask.distributed", None)          # what `import` does when it is not installed
+    monkeypatch.setattr(sweep, "run_logged", lambda *job: pytest.fail(f"ran {job}"))
+    assert sweep.main(["--task", "ecg", "--methods", "standard", "--root", str(tmp_path), "--scheduler",
+                       "local:2"]) == 1
+    assert capsys.readouterr().err == 'error: --scheduler needs Dask distributed: pip install -e ".[cluster]"\n'
+
+
+def test_a_sweep_on_a_local_dask_cluster_runs_each_job_once(tmp_path, capsys):
+    """Two tiny ECG models trained by two Dask worker processes, then evaluated there; the same sweep again finds
+    everything done. Real `python -m minimal.train/evaluate` subprocesses: a monkeypatch would not reach them."""
+    argv = ["--task", "ecg", "--methods", "standard,forward_noise", "--root", str(tmp_path), "--train-args",
+            "--max-steps 1 --val-samples 50", "--evaluate", "mismatch=mismatch --draws 2 --zetas 0 0.1 "
+            "--max-samples 50", "--scheduler", "local:2"]
+    assert sweep.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "jobs go to the Dask scheduler at tcp://" in out and "(2 workers at the moment)" in out
+    assert "0 of 2 training jobs already done; running 2" in out
+    assert "done: standard seed 0" in out and "done: forward_noise seed 0" in out
+    outputs = [tmp_path / "standard-seed0" / "model.npz", tmp_path / "forward_noise-seed0" / "model.npz",
+               tmp_path / "mismatch" / "mismatch.json", tmp_path / "mismatch" / "mismatch.csv"]
+    times = [path.stat().st_mtime_ns for path in outputs]
+    log = (tmp_path / "standard-seed0" / "train.log").read_text()
+    assert log.startswith("$ ") and "test accuracy" in log
+    assert "standard seed 0" in (tmp_path / "mismatch" / "mismatch.csv").read_text()
+
+    assert sweep.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "2 of 2 training jobs already done; running 0" in out and "is up to date" in out
+    assert [path.stat().st_mtime_ns for path in outputs] == times
+    assert (tmp_path / "standard-seed0" / "train.log").read_text() == log
