@@ -87,7 +87,8 @@ def section_text(root, sweep_argv, evaluations, commands, folders, report_folder
     lines = [begin_marker(root), f"### `{root}`", "",
              f"Generated {datetime.date.today().isoformat()} on a machine with {os.cpu_count()} cores by", "",
              f"`python -m minimal.sweep {shlex.join(sweep_argv)}`", "",
-             "Training (wall time of each run; runs went one at a time unless the sweep says --jobs):", "",
+             "Training (wall time of each run; runs went one at a time unless the sweep says --jobs or "
+             "--scheduler):", "",
              markdown_table(training_rows(folders)), ""]
     for evaluation, command in zip(evaluations, commands):
         lines += evaluation_block(root, evaluation, command, os.path.join(report_folder, "figures"), report_folder)
