@@ -117,7 +117,7 @@ def as_interval(value, like=None):
     return Interval.point(value)
 
 
-def _pair(a, b):
+def _operands(a, b):
     """Both operands of a binary op as Intervals (a number borrows the dtype of the other operand)."""
     if isinstance(a, Interval):
         return a, as_interval(b, like=a)
@@ -160,13 +160,13 @@ negative_part = interval_kernels.negative_part   # a⁻ = min(a, 0), so that a =
 
 # ---------------------------------------------------------------------------------------------------- arithmetic
 def add(a, b):
-    a, b = _pair(a, b)
+    a, b = _operands(a, b)
     return _result(a.lo + b.lo, a.hi + b.hi)
 
 
 def sub(a, b):
     """a − b is smallest when a is smallest and b largest."""
-    a, b = _pair(a, b)
+    a, b = _operands(a, b)
     return _result(a.lo - b.hi, a.hi - b.lo)
 
 
@@ -242,7 +242,7 @@ def matmul(x, w):
       both 2-D             the numba kernel, which skips the zeros of x (spikes!) (kernels/interval.py)
       otherwise            bilinear_bounds with NumPy's matmul (BLAS)
     """
-    x, w = _pair(x, w)
+    x, w = _operands(x, w)
     if x.ndim < 2 or w.ndim < 2 or x.shape[-1] != w.shape[-2]:
         raise ValueError(f"interval matmul: shapes {x.shape} and {w.shape} do not match "
                          f"(need (..., n, k) and (..., k, m))")
@@ -262,9 +262,7 @@ def is_point(x):
 def conv2d(x, w, b=None, stride=1, padding=0):
     """2-D convolution (as ops.conv2d) of an interval input x (N, C, H, W) with interval filters w (F, C, KH, KW),
     plus an interval bias b (F,). Convolution is a sum of products like x @ W: a few point convolutions."""
-    x, w = _pair(x, w)
-    stride = (stride, stride) if np.isscalar(stride) else tuple(stride)
-    padding = (padding, padding) if np.isscalar(padding) else tuple(padding)
+    x, w = _operands(x, w)
     y = bilinear_bounds(x, w, lambda a, f: conv_kernels.conv2d_forward(a, f, stride, padding))
     return y if b is None else add(y, reshape(as_interval(b, like=y), (1, -1, 1, 1)))
 
@@ -314,7 +312,7 @@ def concatenate(intervals, axis=0):
 def spike(v, threshold):
     """The Heaviside spike z = 1(V > B). It surely fires when even the lowest V beats the highest B, and may fire
     when the highest V beats the lowest B: z = [1(V.lo > B.hi), 1(V.hi > B.lo)], i.e. [0,0], [1,1] or [0,1]."""
-    v, threshold = _pair(v, threshold)
+    v, threshold = _operands(v, threshold)
     return _result(interval_kernels.exceeds(v.lo, threshold.hi), interval_kernels.exceeds(v.hi, threshold.lo))
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from minimal import train as train_module
+from minimal.cli import EXIT_USAGE
 from minimal.data.common import Split, TaskData
 from minimal.nn.layers import Linear
 from minimal.nn.module import Module, load_checkpoint
@@ -210,7 +211,7 @@ def test_resume_of_a_finished_run_leaves_its_checkpoint_untouched(tiny_task, tmp
 def test_resume_refuses_other_settings(tiny_task, tmp_path, capsys):
     assert train_module.main(["--task", "tiny", "--epochs", "1", "--out", str(tmp_path / "r")]) == 0
     code = train_module.main(["--task", "tiny", "--lr", "0.5", "--resume", "--out", str(tmp_path / "r")])
-    assert code == train_module.EXIT_USAGE
+    assert code == EXIT_USAGE
     assert "other settings (lr)" in capsys.readouterr().err
 
 
