@@ -24,8 +24,8 @@ from .metrics import accuracy
 from .nn.module import load_checkpoint, save_checkpoint
 from .optim import PiecewiseConstant
 from .pcm import clip_weights, is_crossbar_weight
-from .robust.methods import METHOD_DEFAULTS, METHODS, hyperparameters
-from .robust.mismatch import NOISE_MODELS
+from .robust.attack import attacked_accuracy
+from .robust.methods import METHOD_DEFAULTS, METHODS, TEXT_CHOICES, hyperparameters
 from .tasks import TASKS, CheckpointError, load_trained_model, model_rng
 
 EXIT_DATA, EXIT_DIVERGED = EXIT_ERROR, 3
@@ -50,6 +50,10 @@ def build_parser():
     parser.add_argument("--val-samples", type=positive_int, metavar="N",
                         help="validate each epoch on a fixed random subset of N validation samples, for quick "
                              "runs (default: the whole validation split); the test accuracy always uses all")
+    parser.add_argument("--val-attack", type=positive_float, metavar="ζ",
+                        help="also record each epoch's validation accuracy under the weight attack of size ζ (PGA "
+                             "on the cross-entropy, Θ* per minibatch of 1000, as evaluate attack): Fig. S5a/b "
+                             "(paper: 0.1) (default: off; it costs about N_steps validation passes)")
     parser.add_argument("--data-dir", help="folder with the task's data (default: search the usual places)")
     parser.add_argument("--out", help="output folder (default: runs/<task>-<method>-seed<seed>)")
     parser.add_argument("--resume", action="store_true",
@@ -78,7 +82,7 @@ def add_method_options(parser):
             defaults.setdefault(name, (value, []))[1].append(method)
     for name, (value, methods) in sorted(defaults.items()):
         kind = {bool: parse_bool, int: positive_int, str: str}.get(type(value), float)
-        choices = sorted(NOISE_MODELS) if isinstance(value, str) else None   # train_noise is the one text option
+        choices = TEXT_CHOICES.get(name)
         group.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, default=None, choices=choices,
                            help=f"used by {', '.join(methods)} (paper: {value})")
 
@@ -101,6 +105,7 @@ def resolve_settings(args):
         "lr": args.lr or task.lr,
         "lr_drop_epoch": drop if drop is not None and drop >= 0 else None,
         "val_samples": args.val_samples,
+        "val_attack": args.val_attack,
         "out": args.out or os.path.join("runs", f"{task.name}-{args.method}-seed{args.seed}"),
         "resume": args.resume,
         "overwrite": args.overwrite,
@@ -228,14 +233,35 @@ def run_epochs(settings, model, optimizer, data, rng, meta, start, log):
         val_acc = accuracy(model, validation, desc="validation")
         meta["history"].append({"epoch": epoch + 1, "steps": meta["steps"], "lr": optimizer.lr,
                                 "train_loss": train_loss, "val_acc": val_acc,
+                                "mean_abs_weight": mean_weight_magnitude(model),
+                                **attacked_validation(model, validation, settings, epoch),
                                 "seconds": round(time.time() - start, 1)})
         improved = val_acc > meta["best_val_acc"]
         if improved:
             meta["best_epoch"], meta["best_val_acc"] = epoch + 1, val_acc
             save_checkpoint(settings["out"], model, meta)
         save_resume_point(settings["out"], model, optimizer, rng, meta)
-        log(f"epoch {epoch + 1}: train loss {train_loss:.4f}, val acc {val_acc:.4f}"
+        attacked = meta["history"][-1].get("val_acc_attacked")
+        under_attack = f", under attack ζ {settings['val_attack']:g}: {attacked:.4f}" if attacked is not None else ""
+        log(f"epoch {epoch + 1}: train loss {train_loss:.4f}, val acc {val_acc:.4f}{under_attack}"
             f"{' (best, saved)' if improved else ''}, {time.time() - start:.0f} s")
+
+
+def mean_weight_magnitude(model):
+    """mean |W| over the entries of every weight matrix and kernel (not the biases): does training grow the
+    weights? (Fig. S4: it does against an adversary of constant size, not against the relative one)."""
+    weights = [np.abs(p.data).ravel() for _, p in model.named_parameters() if is_crossbar_weight(p.data)]
+    return float(np.concatenate(weights).mean())
+
+
+def attacked_validation(model, validation, settings, epoch):
+    """{"val_acc_attacked": accuracy under the weight attack of size --val-attack} (Fig. S5a/b), or {} when off.
+    Its random start is seeded by the run's seed and the epoch, so a resumed run records the same numbers."""
+    zeta = settings.get("val_attack")
+    if not zeta:
+        return {}
+    rng = np.random.default_rng([settings["seed"], 2, epoch])
+    return {"val_acc_attacked": attacked_accuracy(model, validation, "pga-ce", zeta, rng)}
 
 
 def last_good_checkpoint(settings, meta):
@@ -259,7 +285,8 @@ def finish(settings, model, data, meta, start, log):
 
 # ---------------------------------------------------------------------------------------------------- --out
 RESUME_FOLDER = "resume"
-SETTINGS_THAT_MAY_CHANGE_ON_RESUME = ("epochs", "max_steps", "val_samples", "resume", "overwrite", "out")
+SETTINGS_THAT_MAY_CHANGE_ON_RESUME = ("epochs", "max_steps", "val_samples", "val_attack", "resume", "overwrite",
+                                      "out")
 
 
 def check_output_folder(settings):

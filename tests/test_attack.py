@@ -119,3 +119,41 @@ def test_attack_leaves_the_model_alone_and_checks_its_arguments():
         assert p.grad is None
     with pytest.raises(ValueError, match="at least one step"):
         pga_attack(model, x, cross_entropy_objective(y), np.random.default_rng(0), attack_steps=0)
+
+
+# ---------------------------------------------------------------------------------------------------- Fig. S4, S11
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 10_000), zeta=st.floats(0.01, 0.5), attack_steps=st.integers(1, 5),
+       epsilon=st.sampled_from([0.0, 0.001, 0.3]))
+def test_the_constant_box_keeps_every_iterate_within_zeta_of_theta(seed, zeta, attack_steps, epsilon):
+    """Fig. S4's adversary: |Θ* − Θ| ≤ ζ for every entry (zero weights move too), and dΘ*/dΘ = 1."""
+    from minimal.robust.jacobian import jacobian_diagonal
+    model, (x, y) = tiny_cnn(seed), blobs(seed, n=8)
+    model.fc3.weight.data[:, 0] = 0                  # the weights into class 0: their relative box is empty
+    theta, iterates = parameter_arrays(model), []
+    result = pga_attack(model, x, cross_entropy_objective(y), np.random.default_rng(seed), zeta, attack_steps,
+                        epsilon, box="constant", on_step=lambda t, theta_star, signs: iterates.append(theta_star))
+    for theta_star in iterates:
+        for name, value in theta.items():
+            rounding = 4 * np.finfo(value.dtype).eps * (np.abs(value) + zeta)    # the float32 box edges
+            assert np.all(np.abs(theta_star[name] - value) <= zeta + rounding)
+    moved = np.abs(result.theta_star["fc3.weight"][:, 0] - theta["fc3.weight"][:, 0])
+    assert np.max(moved) > 0                          # zero weights are attacked too (relative box: never)
+    assert all(np.all(j == 1) for j in jacobian_diagonal(result).values())
+
+
+def test_the_input_attack_stays_in_its_ball_and_raises_the_loss():
+    """AWP's input attack (Fig. S11): ‖X* − X‖∞ ≤ ε_pga, and the cross-entropy at X* is higher than at X."""
+    from minimal.robust.attack import pga_on_inputs
+    model, x, y = trained_tiny_cnn()
+    x = x.astype(np.float32)
+    for epsilon in (0.01, 0.1, 0.5):
+        x_star = pga_on_inputs(model, x, y, epsilon, steps=5)
+        assert x_star.dtype == x.dtype and x_star.shape == x.shape
+        rounding = 4 * np.finfo(np.float32).eps * (np.abs(x) + epsilon)           # the float32 ball edges
+        assert np.all(np.abs(x_star - x) <= epsilon + rounding)
+        raised = ops.cross_entropy(model(Tensor(x_star)), y).item()
+        assert raised > ops.cross_entropy(model(Tensor(x)), y).item()
+    random_corner = x + 0.5 * np.sign(np.random.default_rng(0).standard_normal(x.shape)).astype(x.dtype)
+    assert ops.cross_entropy(model(Tensor(pga_on_inputs(model, x, y, 0.5, steps=5))), y).item() > \
+        ops.cross_entropy(model(Tensor(random_corner)), y).item()

@@ -464,3 +464,15 @@ def test_cli_mismatch_with_layer_max_noise(checkpoints, tmp_path, capsys):
                           "0.05", "--draws", "2", "--out", str(out)])
     assert code == 0 and read_json(out / "mismatch.json")["noise"] == "layer_max"
     assert "max|Θ|" in capsys.readouterr().out
+
+
+def test_the_landscape_on_the_training_split(checkpoints, tmp_path):
+    """Fig. S7: the loss landscape on the training set (--split train), beside the test set's (Fig. S6)."""
+    out = {split: tmp_path / split for split in ("train", "test")}
+    for split, folder in out.items():
+        assert evaluate.main(["landscape", "--checkpoint", str(checkpoints / "cnn0"), "--split", split,
+                              "--repeats", "1", "--num-alphas", "3", "--out", str(folder)]) == 0
+    records = {split: read_json(folder / "landscape.json") for split, folder in out.items()}
+    assert records["train"]["split"] == "train"
+    train_size, test_size = (records[split]["checkpoints"][0]["num_samples"] for split in ("train", "test"))
+    assert train_size > test_size

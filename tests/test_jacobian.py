@@ -116,7 +116,7 @@ def robustness_loss_and_gradient(model, x, setting, seed=3):
     f(Θ*, X), one backward, then direct + J ⊙ ∂/∂Θ*), with the attack's random start fixed by the seed."""
     zeta, attack_steps, epsilon = setting
     theta = tracked_parameters(model, parameter_arrays(model))
-    settings = {"zeta_attack": zeta, "attack_steps": attack_steps, "attack_epsilon": epsilon}
+    settings = {"zeta_attack": zeta, "attack_steps": attack_steps, "attack_epsilon": epsilon, "attack_box": "relative"}
     loss, theta_star, result = robustness_loss(model, x, model(Tensor(x), theta), np.random.default_rng(seed),
                                                settings)
     loss.backward()

@@ -203,3 +203,26 @@ def test_lsnn_dropout_trains_with_the_rate_regulariser_and_a_dropout_mask():
     assert again_loss == loss
     for name in gradients:
         np.testing.assert_array_equal(again[name], gradients[name])
+
+
+def test_awp_with_its_input_attack_uses_the_attacked_inputs(monkeypatch):
+    """awp_input_epsilon > 0 (Fig. S11): the weight attack and the gradient see X* from PGA on the inputs; at 0
+    the inputs are untouched (the paper's CNN and ECG rows)."""
+    from minimal.robust import methods
+    model, x, y = tiny_cnn(), np.random.default_rng(1).standard_normal((6, 1, 10, 10)), np.arange(6) % 3
+    seen = []
+    original = methods.pga_on_inputs
+    monkeypatch.setattr(methods, "pga_on_inputs", lambda *args: seen.append(args[3]) or original(*args))
+    _, plain = gradients_after(METHODS["awp"], model, x, y, config={"attack_steps": 2})
+    assert seen == []
+    _, attacked = gradients_after(METHODS["awp"], model, x, y, config={"attack_steps": 2, "awp_input_epsilon": 0.1})
+    assert seen == [0.1]
+    assert any(not np.allclose(plain[name], attacked[name]) for name in plain)
+
+
+def test_the_constant_box_trains_through_beta_with_jacobian_one():
+    """--attack-box constant (Fig. S4): the β step runs, and its robust gradient uses dΘ*/dΘ = 1."""
+    model, x, y = tiny_cnn(), np.random.default_rng(1).standard_normal((6, 1, 10, 10)), np.arange(6) % 3
+    relative = gradients_after(METHODS["beta"], model, x, y, config={"attack_steps": 2})
+    constant = gradients_after(METHODS["beta"], model, x, y, config={"attack_steps": 2, "attack_box": "constant"})
+    assert np.isfinite(constant[0]) and constant[0] != relative[0]

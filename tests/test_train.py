@@ -264,3 +264,18 @@ def test_init_from_a_missing_checkpoint_is_one_line(tmp_path, capsys):
     code = train_module.main(["--task", "ecg", "--init-from", str(tmp_path / "none"), "--out", str(tmp_path / "o")])
     assert code == 1
     assert "cannot read checkpoint" in capsys.readouterr().err
+
+
+def test_each_epoch_records_the_weight_magnitude_and_optionally_the_attacked_accuracy(tiny_task, tmp_path):
+    """Fig. S4 needs mean |W| per epoch (always recorded); Fig. S5a/b the validation accuracy under the weight
+    attack (--val-attack ζ, off by default)."""
+    plain = run_training(tmp_path / "plain", "--epochs", "2")
+    assert all("val_acc_attacked" not in h for h in plain["history"])
+    last_epoch = np.load(tmp_path / "plain" / "resume" / "epoch-0002.npz")      # the model after epoch 2
+    assert plain["history"][1]["mean_abs_weight"] == pytest.approx(np.abs(last_epoch["model/fc.weight"]).mean())
+    attacked = run_training(tmp_path / "attacked", "--epochs", "2", "--val-attack", "0.5")
+    for clean, record in zip(plain["history"], attacked["history"]):
+        assert record["val_acc"] == clean["val_acc"]                 # the attack does not change the training
+        assert record["val_acc_attacked"] < record["val_acc"]
+    again = run_training(tmp_path / "again", "--epochs", "2", "--val-attack", "0.5")
+    assert [h["val_acc_attacked"] for h in again["history"]] == [h["val_acc_attacked"] for h in attacked["history"]]

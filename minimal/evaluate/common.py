@@ -88,7 +88,9 @@ def add_common_options(parser, batch_size, batch_help, with_seed=True):
     parser.add_argument("--label", action="append",
                         help="name in tables and legends, one per --checkpoint in the same order "
                              "(default: '<method> seed <seed>' from meta.json)")
-    parser.add_argument("--split", choices=("test", "val"), default="test", help="data split (default: test)")
+    parser.add_argument("--split", choices=("test", "val", "train"), default="test",
+                        help="data split; train: e.g. the loss landscape on the training set, Fig. S7 "
+                             "(default: test)")
     parser.add_argument("--out", help="output folder (default: runs/eval-<subcommand>)")
     if with_seed:
         parser.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the random draws (default: 0)")

@@ -88,6 +88,7 @@ class AttackResult:
     zeta: float             # ζ
     attack_steps: int       # N_steps
     losses: list            # the objective at Θ*_0 … Θ*_{N_steps − 1} (computed anyway for the gradients)
+    box: str = "relative"   # the box's radius: ζ|Θ| ("relative") or ζ ("constant")
 
     @property
     def sign_sum(self):
@@ -95,17 +96,29 @@ class AttackResult:
         return {name: sum(signs[name] for signs in self.step_signs) for name in self.theta}
 
 
-def attack_box(theta, zeta, attack_steps):
-    """The box of one parameter array and the step inside it: (Θ − ζ|Θ|, Θ + ζ|Θ|, α = ζ|Θ| / N_steps)."""
-    return theta - zeta * np.abs(theta), theta + zeta * np.abs(theta), zeta * np.abs(theta) / attack_steps
+BOXES = ("relative", "constant")
 
 
-def random_start(theta, noise, epsilon):
-    """Θ*_0 = Θ + |Θ|·ε·R for one parameter array."""
-    return theta + np.abs(theta) * epsilon * noise
+def box_radius(theta, zeta, box="relative"):
+    """How far each entry of Θ may move: ζ|Θ| (relative, the paper's adversary: as mismatch, in proportion to the
+    entry's own magnitude) or ζ (constant, the same for every entry: Fig. S4's contrast, which a network defeats by
+    growing its weights)."""
+    return zeta * np.abs(theta) if box == "relative" else np.full_like(theta, zeta)
 
 
-def pga_attack(model, x, objective, rng, zeta=0.1, attack_steps=10, epsilon=0.001, names=None, on_step=None):
+def attack_box(theta, zeta, attack_steps, box="relative"):
+    """The box of one parameter array and the step inside it: (Θ − r, Θ + r, α = r / N_steps), r = box_radius."""
+    radius = box_radius(theta, zeta, box)
+    return theta - radius, theta + radius, radius / attack_steps
+
+
+def random_start(theta, noise, epsilon, box="relative"):
+    """Θ*_0 = Θ + |Θ|·ε·R (relative box) or Θ + ε·R (constant box) for one parameter array."""
+    return theta + (np.abs(theta) if box == "relative" else 1) * epsilon * noise
+
+
+def pga_attack(model, x, objective, rng, zeta=0.1, attack_steps=10, epsilon=0.001, names=None, on_step=None,
+               box="relative"):
     """Run Algorithm 1's inner loop from Θ = the model's parameters; return an AttackResult.
 
     objective : logits -> scalar Tensor, e.g. kl_objective(model, x) or cross_entropy_objective(y)
@@ -113,24 +126,41 @@ def pga_attack(model, x, objective, rng, zeta=0.1, attack_steps=10, epsilon=0.00
     names     : which parameters to attack (default: all weights and biases, as in the paper)
     on_step   : optional callback(t, theta_star, signs) after each step t = 1 … N_steps, with Θ*_t and sign(g_t)
                 (name -> array each), e.g. to record the iterates
+    box       : "relative", the box |Θ* − Θ| ≤ ζ|Θ| of the paper, or "constant", |Θ* − Θ| ≤ ζ (Fig. S4)
     """
+    if box not in BOXES:
+        raise ValueError(f"unknown attack box {box!r}; choose from {', '.join(BOXES)}")
     if attack_steps < 1:
         raise ValueError(f"the attack needs at least one step, got attack_steps={attack_steps}")
     theta = parameter_arrays(model, names)
     noise = {name: rng.standard_normal(value.shape).astype(value.dtype) for name, value in theta.items()}
-    box = {name: attack_box(value, zeta, attack_steps) for name, value in theta.items()}   # (lower, upper, α)
-    theta_star = {name: random_start(value, noise[name], epsilon) for name, value in theta.items()}   # Θ*_0
+    boxes = {name: attack_box(value, zeta, attack_steps, box) for name, value in theta.items()}  # (lower, upper, α)
+    theta_star = {name: random_start(value, noise[name], epsilon, box) for name, value in theta.items()}   # Θ*_0
     step_signs, losses = [], []
     for t in range(1, attack_steps + 1):
         loss, gradients = loss_and_gradients(model, x, objective, theta_star)   # g_t at Θ*_{t−1}
         signs = {name: np.sign(gradient) for name, gradient in gradients.items()}  # sign(g_t)
-        for name, (lower, upper, step_size) in box.items():
+        for name, (lower, upper, step_size) in boxes.items():
             theta_star[name] = np.clip(theta_star[name] + step_size * signs[name], lower, upper)  # onto the ζ-box
         losses.append(loss)
         step_signs.append(signs)
         if on_step is not None:
             on_step(t, dict(theta_star), signs)
-    return AttackResult(theta, theta_star, noise, step_signs, epsilon, zeta, attack_steps, losses)
+    return AttackResult(theta, theta_star, noise, step_signs, epsilon, zeta, attack_steps, losses, box)
+
+
+def pga_on_inputs(model, x, y, epsilon, steps=10):
+    """Adversarial inputs (Madry et al.; AWP's input attack, Wu et al. 2020): X* in the l∞ ball ‖X* − X‖∞ ≤ ε that
+    raises the cross-entropy, by `steps` signed-gradient steps X* ← clip(X* + α·sign(∇_X L), X − ε, X + ε),
+    α = ε/4 (Wu et al.'s ratio of step to ball), from X* = X. The model's parameters are not changed."""
+    step_size = epsilon / 4
+    x_star = np.array(x, copy=True)
+    for _ in range(steps):
+        inputs = Tensor(x_star, requires_grad=True)
+        cross_entropy_loss(model(inputs), y).backward()
+        moved = x_star + step_size * np.sign(gradient_of(inputs))
+        x_star = np.clip(moved, x - epsilon, x + epsilon).astype(x.dtype)
+    return x_star
 
 
 def random_box_attack(model, zeta, rng, names=None):

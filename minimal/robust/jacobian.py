@@ -35,6 +35,8 @@ from .attack import attack_box, gradient_of, random_start
 
 def jacobian_diagonal_paper(result):
     """The paper's J = 1 + sign(Θ)·(ε·R + (ζ/N_steps)·Σ_t sign(g_t)), name -> array (exact where never clipped)."""
+    if result.box == "constant":
+        return constant_box_jacobian(result)
     sign_sum = result.sign_sum
     return {name: 1 + np.sign(theta) * (result.epsilon * result.noise[name]
                                         + result.zeta / result.attack_steps * sign_sum[name])
@@ -43,6 +45,8 @@ def jacobian_diagonal_paper(result):
 
 def jacobian_diagonal(result):
     """dΘ*/dΘ, name -> array, exact also where the projection clipped (see the module docstring)."""
+    if result.box == "constant":
+        return constant_box_jacobian(result)
     jacobian = {}
     for name, theta in result.theta.items():
         edge, signs_since_clip = last_clips(result, name)
@@ -51,6 +55,12 @@ def jacobian_diagonal(result):
         steps = result.zeta / result.attack_steps * signs_since_clip
         jacobian[name] = (1 + np.sign(theta) * (start + steps)).astype(theta.dtype)
     return jacobian
+
+
+def constant_box_jacobian(result):
+    """J = 1 for the constant box |Θ* − Θ| ≤ ζ (Fig. S4): there Θ* = Θ + ε·R + (ζ/N_steps)·Σ sign(g_t), and the
+    box edges Θ ± ζ move with Θ, so Θ* − Θ does not depend on Θ at all."""
+    return {name: np.ones_like(theta) for name, theta in result.theta.items()}
 
 
 def last_clips(result, name):
