@@ -11,7 +11,9 @@ a time as the cluster has worker threads, then the evaluations); `--scheduler lo
 machine. The workers need this folder and this Python environment at the same paths (a shared filesystem), with
 `pip install -e ".[cluster]"` done; see README.md, "Running a sweep on a cluster".
 With --report FILE the tables, figures, commands and wall times go into one section of a Markdown file
-(e.g. docs/results.md), regenerated on every run.
+(e.g. docs/results.md), regenerated on every run. With --vary NAME=V1,V2 every method is trained once per value
+of that training option (repeat --vary for every combination), e.g. the supplementary sweeps over β_rob, the
+attack's box or N_steps; their folders and labels name the values.
 
 Example, the PCM experiment (Fig. 4, 5): fine-tune a trained standard CNN with noise injection, with and without
 the paper's method, and evaluate all three on simulated PCM and under Gaussian weight noise:
@@ -28,6 +30,8 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from itertools import product
 
 from . import train
 from .cli import (CommandError, OneLineErrorParser, UsageError, add_list_option, nonnegative_int, positive_int,
@@ -53,6 +57,10 @@ def build_parser():
                             "or on N worker processes started here (local:N); needs pip install -e \".[cluster]\"")
     parser.add_argument("--train-args", default="", help="extra arguments for every training job, e.g. "
                                                          "\"--epochs 3 --lr 1e-3\"")
+    parser.add_argument("--vary", action="append", default=[], type=varied_option, metavar="NAME=V1,V2,…",
+                        help="train every method once per value of this training option (its name as in "
+                             "python -m minimal.train --help, e.g. beta_rob=0.1,0.5 or attack_box=relative,constant);"
+                             " repeat it to train every combination")
     parser.add_argument("--evaluate", action="append", type=evaluation_spec, metavar="NAME=SUBCOMMAND ARGS",
                         help="an evaluation of all the models, written to <root>/NAME; repeat for several "
                              "(default: \"mismatch=mismatch --draws 100\", Table 1)")
@@ -81,6 +89,51 @@ def evaluation_spec(text):
 LOCAL_CLUSTER = "local:"
 
 
+def varied_option(text):
+    """'beta_rob=0.1,0.5' -> ('beta_rob', ['0.1', '0.5']), for an option that python -m minimal.train has."""
+    name, separator, values = text.partition("=")
+    name = name.strip().removeprefix("--").replace("-", "_")
+    values = [value.strip() for value in values.split(",") if value.strip()]
+    if not separator or not values:
+        raise argparse.ArgumentTypeError(f"must look like NAME=V1,V2, e.g. beta_rob=0.1,0.5, got {text!r}")
+    if name not in TRAINING_OPTIONS:
+        raise argparse.ArgumentTypeError(f"python -m minimal.train has no option --{name.replace('_', '-')}")
+    return name, values
+
+
+# what --vary may vary: every option of python -m minimal.train that is not the job's identity or its folder
+TRAINING_OPTIONS = {action.dest for action in train.build_parser()._actions if action.option_strings} - {
+    "help", "task", "method", "seed", "out", "resume", "overwrite"}
+
+
+@dataclass(frozen=True)
+class Job:
+    """One training job of the sweep: a method, a seed and (with --vary) the values of the varied options."""
+    method: str
+    seed: int
+    variant: tuple = ()     # ((option name, value as typed), …)
+
+    def folder(self, root):
+        """<root>/<method>-seed<k>, or <root>/<method>-<name><value>…-seed<k> with --vary."""
+        return os.path.join(root, "-".join([self.method, *(f"{name}{value}" for name, value in self.variant),
+                                            f"seed{self.seed}"]))
+
+    def train_args(self):
+        return [word for name, value in self.variant for word in ("--" + name.replace("_", "-"), value)]
+
+    def label(self, with_seed=True):
+        """Its name in tables: 'beta beta_rob 0.5 seed 0' ('beta beta_rob 0.5' for a pooled table)."""
+        name = " ".join([self.method, *(f"{option} {value}" for option, value in self.variant)])
+        return f"{name} seed {self.seed}" if with_seed else name
+
+
+def sweep_jobs(args):
+    """Every (method, values of the varied options, seed), in that order."""
+    names = [name for name, _ in args.vary]
+    variants = [tuple(zip(names, values)) for values in product(*(values for _, values in args.vary))]
+    return [Job(method, seed, variant) for method in args.methods for variant in variants for seed in args.seeds]
+
+
 def scheduler_address(text):
     """--scheduler: 'local:N' (N ≥ 1) or the address of a running Dask scheduler, passed on as it is."""
     workers = text.removeprefix(LOCAL_CLUSTER)
@@ -89,25 +142,30 @@ def scheduler_address(text):
     return text
 
 
-def run_folder(root, method, seed):
-    return os.path.join(root, f"{method}-seed{seed}")
+def training_command(args, root, job):
+    return [sys.executable, "-m", "minimal.train", "--task", args.task, "--method", job.method, "--seed",
+            str(job.seed), "--out", job.folder(root), "--resume", *shlex.split(args.train_args), *job.train_args()]
 
 
-def training_command(args, root, method, seed):
-    return [sys.executable, "-m", "minimal.train", "--task", args.task, "--method", method, "--seed", str(seed),
-            "--out", run_folder(root, method, seed), "--resume", *shlex.split(args.train_args)]
-
-
-def evaluation_command(evaluation, root, folders):
+def evaluation_command(evaluation, root, baselines, jobs):
+    """The evaluate command of one --evaluate spec on the baselines and the jobs' checkpoints. With --vary the
+    checkpoints get labels that name their values (without the seed where the table pools the seeds)."""
     name, (subcommand, *options) = evaluation
+    folders = baselines + [job.folder(root) for job in jobs]
     checkpoints = [part for folder in folders for part in ("--checkpoint", folder)]
-    return [sys.executable, "-m", "minimal.evaluate", subcommand, *checkpoints, "--out", os.path.join(root, name),
-            *options]
+    labels = []
+    if any(job.variant for job in jobs):
+        with_seed = "--pool" not in options
+        names = [os.path.basename(os.path.normpath(folder)) for folder in baselines]
+        names += [job.label(with_seed) for job in jobs]
+        labels = [part for label in names for part in ("--label", label)]
+    return [sys.executable, "-m", "minimal.evaluate", subcommand, *checkpoints, *labels, "--out",
+            os.path.join(root, name), *options]
 
 
-def job_settings(args, root, method, seed):
+def job_settings(args, root, job):
     """The settings `python -m minimal.train` will resolve for this job's command."""
-    return train.resolve_settings(train.build_parser().parse_args(training_command(args, root, method, seed)[3:]))
+    return train.resolve_settings(train.build_parser().parse_args(training_command(args, root, job)[3:]))
 
 
 def recorded_settings(folder):
@@ -128,12 +186,12 @@ def settings_conflicts(args, root, jobs):
     """One line per job folder that was trained with other settings than this sweep asks for (e.g. another
     --train-args): its model must not pass as this sweep's result, and `--resume` could not continue it."""
     conflicts = []
-    for method, seed in jobs:
-        folder = run_folder(root, method, seed)
+    for job in jobs:
+        folder = job.folder(root)
         recorded = recorded_settings(folder)
         if recorded is None:
             continue
-        wanted = job_settings(args, root, method, seed)
+        wanted = job_settings(args, root, job)
         for name in train.settings_differences(recorded, wanted):
             conflicts.append(f"{folder} was trained with {name} = {recorded.get(name)!r}, this sweep asks for "
                              f"{wanted[name]!r}")
@@ -214,27 +272,25 @@ def job_problem(future):
 def train_all(args, root, jobs, run_job):
     """Hand the unfinished training jobs to run_job (see job_runner), which decides how many run at a time;
     returns the folders that failed."""
-    pending = [(method, seed) for method, seed in jobs
-               if not is_trained(run_folder(root, method, seed), job_settings(args, root, method, seed))]
+    pending = [job for job in jobs if not is_trained(job.folder(root), job_settings(args, root, job))]
     print(f"{len(jobs) - len(pending)} of {len(jobs)} training jobs already done; running {len(pending)}")
     started = {}
-    for method, seed in pending:
-        folder = run_folder(root, method, seed)
+    for job in pending:
+        folder = job.folder(root)
         os.makedirs(folder, exist_ok=True)
-        log_path = os.path.join(folder, "train.log")
-        started[run_job(training_command(args, root, method, seed), log_path)] = (method, seed, folder)
+        started[run_job(training_command(args, root, job), os.path.join(folder, "train.log"))] = (job, folder)
     failed = []
     for future in as_completed(started):
-        method, seed, folder = started[future]
+        job, folder = started[future]
         problem, seconds = job_problem(future)
-        print(f"{'done' if problem is None else f'FAILED ({problem})'}: {method} seed {seed} in {seconds:.0f} s "
+        print(f"{'done' if problem is None else f'FAILED ({problem})'}: {job.label()} in {seconds:.0f} s "
               f"(log: {folder}/train.log)", flush=True)
         if problem is not None:
             failed.append(folder)
     return failed
 
 
-def evaluation_is_current(root, evaluation, folders):
+def evaluation_is_current(root, evaluation, baselines, jobs):
     """True when the evaluation's tables (JSON, and the CSV the report shows) exist, the JSON is newer than every
     checkpoint it covers, and it was made by the same `minimal.evaluate` arguments (as recorded in
     wall_seconds.json; tables made before that was recorded are judged by their age alone)."""
@@ -243,33 +299,34 @@ def evaluation_is_current(root, evaluation, folders):
     if not (os.path.isfile(table) and os.path.isfile(os.path.join(root, name, subcommand + ".csv"))):
         return False
     recorded = read_json(os.path.join(root, name, "wall_seconds.json"), {}).get("arguments")
-    if recorded is not None and recorded != evaluation_arguments(evaluation, root, folders):
+    if recorded is not None and recorded != evaluation_arguments(evaluation, root, baselines, jobs):
         return False
+    folders = baselines + [job.folder(root) for job in jobs]
     return all(os.path.getmtime(table) > os.path.getmtime(os.path.join(f, "meta.json")) for f in folders)
 
 
-def evaluation_arguments(evaluation, root, folders):
+def evaluation_arguments(evaluation, root, baselines, jobs):
     """The evaluation command after `python -m minimal.evaluate`: what its results depend on."""
-    return evaluation_command(evaluation, root, folders)[3:]
+    return evaluation_command(evaluation, root, baselines, jobs)[3:]
 
 
-def evaluate_all(args, root, folders, run_job):
+def evaluate_all(args, root, jobs, run_job):
     """Run the evaluations that are not up to date with run_job (see job_runner), one after the other; returns an
     error message or None. Each one's wall time and arguments are kept in <root>/<name>/wall_seconds.json, for
     the report and for evaluation_is_current."""
     for evaluation in args.evaluate:
         name = evaluation[0]
-        if evaluation_is_current(root, evaluation, folders):
+        if evaluation_is_current(root, evaluation, args.baseline, jobs):
             print(f"evaluation {name} in {root}/{name} is up to date")
             continue
         os.makedirs(os.path.join(root, name), exist_ok=True)
-        job = run_job(evaluation_command(evaluation, root, folders), os.path.join(root, name + ".log"))
-        problem, seconds = job_problem(job)
+        running = run_job(evaluation_command(evaluation, root, args.baseline, jobs), os.path.join(root, name + ".log"))
+        problem, seconds = job_problem(running)
         if problem is not None:
             return f"the evaluation {name} failed ({problem}); see {root}/{name}.log"
         atomic_save_json(os.path.join(root, name, "wall_seconds.json"),
                          {"seconds": round(seconds, 1),
-                          "arguments": evaluation_arguments(evaluation, root, folders)})
+                          "arguments": evaluation_arguments(evaluation, root, args.baseline, jobs)})
     return None
 
 
@@ -289,13 +346,12 @@ SCHEDULER_INTERRUPTED_MESSAGE = ("finished training jobs and the finished mismat
 def run_sweep(args, argv):
     args.evaluate = args.evaluate or [DEFAULT_EVALUATION]
     root = args.root or os.path.join("runs", f"sweep-{args.task}")
-    jobs = [(method, seed) for method in args.methods for seed in args.seeds]
-    folders = [run_folder(root, method, seed) for method, seed in jobs]
+    jobs = sweep_jobs(args)
     if args.print_commands:
-        for method, seed in jobs:
-            print(shlex.join(training_command(args, root, method, seed)))
+        for job in jobs:
+            print(shlex.join(training_command(args, root, job)))
         for evaluation in args.evaluate:
-            print(shlex.join(evaluation_command(evaluation, root, args.baseline + folders)))
+            print(shlex.join(evaluation_command(evaluation, root, args.baseline, jobs)))
         return 0
     conflicts = settings_conflicts(args, root, jobs)
     if conflicts:
@@ -305,13 +361,13 @@ def run_sweep(args, argv):
         failed = train_all(args, root, jobs, run_job)
         if failed:
             raise CommandError(f"{len(failed)} training job(s) failed: {', '.join(failed)}")
-        error = evaluate_all(args, root, args.baseline + folders, run_job)
+        error = evaluate_all(args, root, jobs, run_job)
     if error:
         raise CommandError(error)
     if args.report:
-        evaluated = args.baseline + folders
+        evaluated = args.baseline + [job.folder(root) for job in jobs]
         write_report_section(args.report, root, argv if argv is not None else sys.argv[1:], args.evaluate,
-                             [evaluation_command(e, root, evaluated) for e in args.evaluate], evaluated)
+                             [evaluation_command(e, root, args.baseline, jobs) for e in args.evaluate], evaluated)
         print(f"wrote the {root} section of {args.report}")
     print(f"results: {', '.join(os.path.join(root, name) for name, _ in args.evaluate)}")
     return 0

@@ -43,7 +43,7 @@ def write_trained(root, argv, method, seed=0, finished=True, **meta):
     """A job folder as `python -m minimal.train` leaves it for the sweep `argv`: meta.json with the job's settings,
     its history, and a test accuracy if finished."""
     args = parse(*argv)
-    settings = sweep.job_settings(args, str(root), method, seed)
+    settings = sweep.job_settings(args, str(root), sweep.Job(method, seed))
     epochs = settings["epochs"] if finished else 1
     meta = {"method": method, "seed": seed, "settings": settings, "history": [{}] * epochs, "steps": 10 * epochs,
             **({"test_acc": 0.9} if finished else {}), **meta}
@@ -63,13 +63,13 @@ def test_finished_jobs_are_skipped_and_failures_reported(tmp_path, monkeypatch):
     monkeypatch.setattr(sweep, "run_logged", fake_run)
     args = parse(*argv)
     with sweep.job_runner(None, 1) as run_job:
-        failed = sweep.train_all(args, str(tmp_path), [(m, 0) for m in args.methods], run_job)
+        failed = sweep.train_all(args, str(tmp_path), sweep.sweep_jobs(args), run_job)
     assert sorted(ran) == ["beta", "forward_noise"]
     assert failed == [str(tmp_path / "beta-seed0")]
-    settings = sweep.job_settings(args, str(tmp_path), "standard", 0)
+    settings = sweep.job_settings(args, str(tmp_path), sweep.Job("standard", 0))
     assert sweep.is_trained(str(tmp_path / "standard-seed0"), settings)
     assert not sweep.is_trained(str(tmp_path / "standard-seed0"), {**settings, "epochs": settings["epochs"] + 1})
-    assert not sweep.is_trained(str(tmp_path / "beta-seed0"), sweep.job_settings(args, str(tmp_path), "beta", 0))
+    assert not sweep.is_trained(str(tmp_path / "beta-seed0"), sweep.job_settings(args, str(tmp_path), sweep.Job("beta", 0)))
 
 
 def test_jobs_trained_with_other_settings_stop_the_sweep(tmp_path, monkeypatch, capsys):
@@ -205,3 +205,38 @@ def test_a_sweep_on_a_local_dask_cluster_runs_each_job_once(tmp_path, capsys):
     assert "2 of 2 training jobs already done; running 0" in out and "is up to date" in out
     assert [path.stat().st_mtime_ns for path in outputs] == times
     assert (tmp_path / "standard-seed0" / "train.log").read_text() == log
+
+
+def labels(command):
+    return [command[i + 1] for i, word in enumerate(command) if word == "--label"]
+
+
+def test_vary_trains_every_method_once_per_value_and_labels_the_checkpoints(capsys, tmp_path):
+    """--vary beta_rob=0.1,0.5 --vary attack_box=relative,constant: four beta jobs per seed, each with its values
+    on the command line, in its folder name and in the evaluation's labels (without the seed where pooled)."""
+    code = sweep.main(["--task", "fmnist", "--methods", "beta", "--seeds", "0,1", "--root", str(tmp_path),
+                       "--vary", "beta_rob=0.1,0.5", "--vary", "attack-box=relative,constant",
+                       "--evaluate", "table=mismatch --pool", "--evaluate", "curves=attack", "--print-commands"])
+    assert code == 0
+    lines = [shlex.split(line) for line in capsys.readouterr().out.strip().splitlines()]
+    training, (table, curves) = lines[:-2], lines[-2:]
+    assert len(training) == 8
+    first = training[0]
+    assert first[first.index("--out") + 1] == str(tmp_path / "beta-beta_rob0.1-attack_boxrelative-seed0")
+    assert first[-4:] == ["--beta-rob", "0.1", "--attack-box", "relative"]
+    assert {tuple(command[-3::2]) for command in training} == {("0.1", "relative"), ("0.1", "constant"),
+                                                                ("0.5", "relative"), ("0.5", "constant")}
+    assert labels(table)[:2] == ["beta beta_rob 0.1 attack_box relative"] * 2          # the two seeds pooled
+    assert labels(curves)[:2] == ["beta beta_rob 0.1 attack_box relative seed 0",
+                                  "beta beta_rob 0.1 attack_box relative seed 1"]
+    settings = sweep.job_settings(sweep.build_parser().parse_args(["--task", "fmnist", "--methods", "beta"]),
+                                  str(tmp_path), sweep.Job("beta", 0, (("beta_rob", "0.5"),)))
+    assert settings["beta_rob"] == 0.5
+
+
+@pytest.mark.parametrize("spec, message", [("beta_rob", "NAME=V1,V2"), ("nonsense=1,2", "has no option"),
+                                           ("out=a,b", "has no option")])
+def test_a_bad_vary_is_one_line(spec, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        parse("--task", "fmnist", "--methods", "beta", "--vary", spec)
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
