@@ -6,6 +6,7 @@
     plot_membrane_histogram   Fig. S10            LSNN membrane potentials relative to the firing threshold
     plot_verified_accuracy    Fig. S9             verified accuracy by interval bound propagation over ζ
     plot_pcm_drift            Fig. 4              accuracy on simulated PCM hardware against the time since programming
+    plot_training_history     Fig. S4, S5a/b      per-epoch records of training, one panel per quantity
 
 Each function takes what minimal/evaluate/ computes (dicts of NumPy arrays keyed by checkpoint label) and a
 path, writes the PNG atomically and returns the matplotlib Figure, which a notebook displays.
@@ -175,4 +176,24 @@ def plot_pcm_drift(times, curves, float_accuracies, path):
                      label=f"{label}: floating point")
     axes.set_xscale("log")
     axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
+    return save_png(figure, path)
+
+
+# ---------------------------------------------------------------------------------------------------- Fig. S4, S5
+def plot_training_history(panels, path):
+    """Fig. S4 (left, middle) and S5a/b: one panel per recorded quantity against the epoch, one line per checkpoint.
+
+    panels: quantity description -> {label: (epochs, values)}. A label keeps its colour in every panel.
+    """
+    labels = list(dict.fromkeys(label for lines in panels.values() for label in lines))
+    figure = Figure(figsize=(5.5 * len(panels), 4.2))
+    for index, (quantity, lines) in enumerate(panels.items()):
+        axes = figure.add_subplot(1, len(panels), index + 1)
+        for label, (epochs, values) in lines.items():
+            axes.plot(epochs, values, color=f"C{labels.index(label) % 10}", marker="o", markersize=3, label=label)
+        axes.set_xlabel("epoch")
+        axes.set_ylabel(quantity)
+        axes.grid(alpha=0.3)
+    figure.axes[0].legend(fontsize=8, loc="best")
+    figure.suptitle("Fig. S4, S5a/b: what training recorded per epoch", fontsize=11)
     return save_png(figure, path)

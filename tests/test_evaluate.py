@@ -371,8 +371,10 @@ def test_cli_membrane_needs_an_lsnn(checkpoints, tmp_path, capsys):
 def test_every_subcommand_is_registered_alike():
     """ibp is a subcommand like the others (it was handed over to a parser of its own)."""
     subcommands = evaluate.build_parser()._subparsers._group_actions[0].choices
-    assert list(subcommands) == ["mismatch", "attack", "landscape", "membrane", "pcm", "ibp"]
+    assert list(subcommands) == ["mismatch", "attack", "landscape", "membrane", "pcm", "ibp", "history"]
     for name, parser in subcommands.items():
+        if name == "history":                       # reads meta.json only: no data, no split, no batches
+            continue
         options = {option for action in parser._actions for option in action.option_strings}
         assert {"--checkpoint", "--label", "--split", "--out", "--max-samples", "--batch-size"} <= options, name
 
@@ -476,3 +478,24 @@ def test_the_landscape_on_the_training_split(checkpoints, tmp_path):
     assert records["train"]["split"] == "train"
     train_size, test_size = (records[split]["checkpoints"][0]["num_samples"] for split in ("train", "test"))
     assert train_size > test_size
+
+
+def test_history_shows_what_training_recorded_per_epoch(tmp_path, capsys):
+    """Fig. S4 / S5a/b: the per-epoch records of meta.json as a table and a figure; only recorded quantities."""
+    for name, history in (("a", [{"epoch": 1, "val_acc": 0.5, "mean_abs_weight": 0.1, "val_acc_attacked": 0.25},
+                                 {"epoch": 2, "val_acc": 0.75, "mean_abs_weight": 0.3, "val_acc_attacked": 0.5}]),
+                          ("b", [{"epoch": 1, "val_acc": 0.5, "mean_abs_weight": 0.2}])):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "meta.json").write_text(json.dumps({"method": name, "seed": 0, "history": history}))
+    out = tmp_path / "out"
+    assert evaluate.main(["history", "--checkpoint", str(tmp_path / "a"), "--checkpoint", str(tmp_path / "b"),
+                          "--out", str(out)]) == 0
+    rows = list(csv.reader((out / "history.csv").read_text().splitlines()))
+    assert rows[0] == ["checkpoint", "quantity", "epoch 1", "epoch 2"]
+    assert ["a seed 0", "val_acc", "50.0000", "75.0000"] in rows and ["b seed 0", "val_acc", "50.0000", ""] in rows
+    assert ["a seed 0", "mean_abs_weight", "0.1000", "0.3000"] in rows
+    assert not any(row[:2] == ["b seed 0", "val_acc_attacked"] for row in rows)     # b did not record it
+    assert (out / "history.png").read_bytes()[:4] == b"\x89PNG"
+    capsys.readouterr()
+    assert evaluate.main(["history", "--checkpoint", str(tmp_path / "nothing"), "--out", str(out)]) == 1
+    assert "no training history" in capsys.readouterr().err

@@ -12,6 +12,8 @@ beside their concepts (minimal/robust/mismatch.py, attack.py, landscape.py, ibp.
   pcm         Fig. 4              test accuracy on simulated phase-change-memory hardware (minimal/pcm.py) from
                                   25 s to a year after programming, many simulated chips per network
   ibp         Fig. S9             verified accuracy by interval bound propagation (minimal/robust/ibp.py)
+  history     Fig. S4, S5a/b      what training recorded per epoch: validation accuracy, clean and under the
+                                  weight attack (train --val-attack), and the mean weight magnitude
 
 Each subcommand prints its table and writes <subcommand>.csv (numbers), .md (the printed table), .json (every
 number, every draw) and .png into --out (default runs/eval-<subcommand>), each file atomically; mismatch also
@@ -36,10 +38,10 @@ import argparse
 from ..cli import OneLineErrorParser, check_writable_folder, run_reporting_errors
 from ..data.common import DataNotFoundError
 from ..tasks import CheckpointError
-from . import attack, ibp, landscape, membrane, mismatch, pcm
+from . import attack, history, ibp, landscape, membrane, mismatch, pcm
 from .common import EvaluationError
 
-SUBCOMMANDS = {module.NAME: module for module in (mismatch, attack, landscape, membrane, pcm, ibp)}
+SUBCOMMANDS = {module.NAME: module for module in (mismatch, attack, landscape, membrane, pcm, ibp, history)}
 
 
 def build_parser():
