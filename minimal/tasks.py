@@ -44,6 +44,11 @@ def _build_cnn(rng):
     return CNN(rng)
 
 
+def _build_mlp(rng):
+    from .nn.mlp import MLP
+    return MLP(rng)
+
+
 def _load_ecg(data_dir, seed):
     """The beats through the task's input encoding: each lead as DELAY_TAPS delayed copies (data/ecg.py)."""
     from .data.ecg import DELAY_TAPS, load_ecg
@@ -83,6 +88,8 @@ TASKS = {
     "fmnist": Task("fmnist", "Fashion-MNIST with the paper's CNN", _load_fmnist, _build_cnn,
                    epochs=8, lr=1e-3, lr_drop_epoch=6),
     # ECG: a budget of ~5 minutes on 2 cores (docs/ecg-accuracy.md): lr 1e-2, then 1e-3 from epoch 6, 1e-4 from 9
+    "fmnist-mlp": Task("fmnist-mlp", "Fashion-MNIST with an MLP (Fig. S4's inverse-weight-decay experiment)",
+                       _load_fmnist, _build_mlp, epochs=8, lr=1e-3, lr_drop_epoch=6),
     "ecg": Task("ecg", "MIT-BIH ECG beats (N, L, R, V) with the paper's LSNN", _load_ecg, _build_ecg_lsnn,
                 epochs=10, lr=1e-2, lr_drop_epoch=5, later_lr_drops=(8,)),
     "speech": Task("speech", "Speech Commands (6 words, MFCC) with the paper's LSNN", _load_speech,

@@ -69,6 +69,11 @@ def build_parser():
                              "(PCM training: no outlier weight sets the conductance scale). The paper's text says "
                              "2 (Fig. S12); minimal uses 2.5, the clip of its PCM mapping (DESIGN.md §4, pcm.py), "
                              "so that training and the simulated chip clip the same weights (default: off)")
+    parser.add_argument("--grow-weights-to", type=positive_float, metavar="M",
+                        help="inverse weight decay (Fig. S4, right): after every step scale the weight matrices and "
+                             "kernels up by --weight-growth-rate until their mean |W| reaches M (default: off)")
+    parser.add_argument("--weight-growth-rate", type=positive_float, default=0.002, metavar="R",
+                        help="with --grow-weights-to: the factor 1 + R per step (default: 0.002)")
     add_method_options(parser)
     return parser
 
@@ -111,6 +116,8 @@ def resolve_settings(args):
         "overwrite": args.overwrite,
         "init_from": args.init_from,
         "clip_sigmas": args.clip_sigmas,
+        "grow_weights_to": args.grow_weights_to,
+        "weight_growth_rate": args.weight_growth_rate if args.grow_weights_to else None,
         **method_settings(args),
     }
 
@@ -158,6 +165,8 @@ def train_one_epoch(model, method, optimizer, data, settings, rng, steps_left, e
             optimizer.step()
             if settings.get("clip_sigmas"):
                 clip_weight_matrices(model, settings["clip_sigmas"])
+            if settings.get("grow_weights_to"):
+                grow_weights(model, settings["grow_weights_to"], settings["weight_growth_rate"])
             losses.append(loss)
             bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
             if len(losses) == total:
@@ -170,6 +179,17 @@ def clip_weight_matrices(model, n_sigmas):
     for _, p in model.named_parameters():
         if is_crossbar_weight(p.data):
             p.data = clip_weights(p.data, n_sigmas).astype(p.dtype)
+
+
+def grow_weights(model, target, rate):
+    """Inverse weight decay: every weight matrix and kernel times 1 + rate, or less so that the mean |W| over
+    all of them stops at `target` (biases untouched). The network can keep its accuracy while its weights grow
+    (ReLU layers only scale), which makes noise of constant size relatively smaller (Fig. S4, right)."""
+    factor = min(1 + rate, target / mean_weight_magnitude(model))
+    if factor > 1:
+        for _, p in model.named_parameters():
+            if is_crossbar_weight(p.data):
+                p.data = (p.data * factor).astype(p.dtype)
 
 
 def initialise_from(model, folder, task_name, log):

@@ -279,3 +279,20 @@ def test_each_epoch_records_the_weight_magnitude_and_optionally_the_attacked_acc
         assert record["val_acc_attacked"] < record["val_acc"]
     again = run_training(tmp_path / "again", "--epochs", "2", "--val-attack", "0.5")
     assert [h["val_acc_attacked"] for h in again["history"]] == [h["val_acc_attacked"] for h in attacked["history"]]
+
+
+def test_grow_weights_to_scales_the_weights_up_to_the_target_and_not_the_biases():
+    """Inverse weight decay (Fig. S4, right): mean |W| grows by 1 + rate per step and stops at the target."""
+    model = TinyNet(np.random.default_rng(0))
+    start, bias = train_module.mean_weight_magnitude(model), model.fc.bias.data.copy()
+    train_module.grow_weights(model, target=10 * start, rate=0.5)
+    assert train_module.mean_weight_magnitude(model) == pytest.approx(1.5 * start)
+    for _ in range(20):
+        train_module.grow_weights(model, target=10 * start, rate=0.5)
+    assert train_module.mean_weight_magnitude(model) == pytest.approx(10 * start)
+    np.testing.assert_array_equal(model.fc.bias.data, bias)
+
+
+def test_a_run_with_grow_weights_to_ends_near_its_target(tiny_task, tmp_path):
+    meta = run_training(tmp_path / "grown", "--epochs", "3", "--grow-weights-to", "3", "--weight-growth-rate", "0.2")
+    assert [h["mean_abs_weight"] for h in meta["history"]][-1] == pytest.approx(3, rel=0.05)
