@@ -1,0 +1,115 @@
+"""The course's data, networks and training loop, small enough for a notebook on one core.
+
+    load_course_data()        a fixed F-MNIST subset: 10 000 training, 500 validation and 1 000 test images
+    course_cnn(seed)          the paper's CNN (conv 4×4 → max-pool → ReLU, twice; three dense layers) with 8 instead
+                              of 64 channels and dense layers of 32 and 16 units: 8 298 parameters
+    tiny_lsnn(seed, …)        the paper's LSNN with a few hidden neurons (for the spiking-network notebook)
+    train(method, split, …)   minibatch training with one of minimal.robust.methods and Adam
+    load_course_model(name)   a pretrained course CNN (COURSE_MODELS) from minimal/data/embedded/course/
+    retrain_course_models()   trains them again, recording the validation accuracy, clean and under the weight
+                              attack, every 50 steps (the Fig. S5 curves of notebook 03)
+"""
+from pathlib import Path
+
+import numpy as np
+
+from ..data.common import TaskData, fixed_subset
+from ..data.fmnist import load_fmnist
+from ..metrics import accuracy
+from ..nn.cnn import CNN
+from ..nn.lsnn import LSNN
+from ..nn.module import load_checkpoint, save_checkpoint
+from ..optim import Adam
+from ..robust.attack import attacked_accuracy
+from ..robust.methods import METHODS
+
+CHECKPOINT_DIR = Path(__file__).resolve().parent.parent / "data" / "embedded" / "course"
+DATA_SIZES = {"train": 10000, "val": 500, "test": 1000}
+CNN_SIZE = {"channels": 8, "hidden": (32, 16)}
+TRAINING = {"steps": 600, "batch_size": 100, "lr": 3e-3, "seed": 0}
+RECORD_EVERY = 50           # steps between two points of the recorded validation curves
+RECORD_ATTACK_ZETA = 0.1    # ζ of the weight attack on the validation images in those curves
+
+# name -> (method of minimal.robust.methods, its settings): β_rob = 0 is standard training (Fig. S8's first panel)
+COURSE_MODELS = {
+    "standard": ("standard", {}),
+    "beta-0.1": ("beta", {"beta_rob": 0.1}),
+    "beta-0.5": ("beta", {"beta_rob": 0.5}),
+    "beta-1.0": ("beta", {"beta_rob": 1.0}),
+}
+
+
+def load_course_data(sizes=DATA_SIZES):
+    """A fixed F-MNIST subset (the same images every time): `sizes` images of each split, drawn from the full
+    splits of minimal.data.fmnist.load_fmnist (which says how to install F-MNIST when it is missing)."""
+    data = load_fmnist()
+    splits = {name: fixed_subset(getattr(data, name), count) for name, count in sizes.items()}
+    return TaskData(classes=data.classes, source=data.source, info={"sizes": dict(sizes)}, **splits)
+
+
+def course_cnn(seed=0):
+    """The course's small CNN with Glorot-normal weights drawn from np.random.default_rng(seed)."""
+    return CNN(np.random.default_rng(seed), **CNN_SIZE)
+
+
+def tiny_lsnn(seed=0, num_inputs=8, num_classes=4, num_hidden=32):
+    """The paper's LSNN (one recurrent layer of adaptive spiking neurons) with `num_hidden` neurons."""
+    return LSNN(np.random.default_rng(seed), num_inputs, num_classes, num_hidden=num_hidden, readout_gain=10.0)
+
+
+def train(method, split, steps, seed=0, batch_size=100, lr=1e-3, model=None, callback=None,
+          callback_every=RECORD_EVERY, **settings):
+    """Train `model` (default: course_cnn(seed)) for `steps` minibatches drawn from `split` and return it.
+
+    method   : a name of minimal.robust.methods.METHODS ("standard", "beta", …); settings: its hyperparameters,
+               e.g. beta_rob=0.5 (the others take the paper's F-MNIST defaults)
+    callback : optional callback(step, model), called after every `callback_every` steps
+    The seed fixes the initial weights, the minibatches and the method's randomness.
+    """
+    model = course_cnn(seed) if model is None else model
+    optimizer = Adam(model.parameters(), lr=lr)
+    rng = np.random.default_rng(seed)
+    config = {"task": "fmnist", **settings}
+    for step in range(1, steps + 1):
+        batch = rng.choice(len(split), batch_size, replace=False)
+        METHODS[method](model, split.x[batch], split.y[batch], rng, config)
+        optimizer.step()
+        if callback is not None and step % callback_every == 0:
+            callback(step, model)
+    return model
+
+
+# ---------------------------------------------------------------------------------------------------- checkpoints
+def load_course_model(name, folder=CHECKPOINT_DIR):
+    """(model, meta) of the pretrained course CNN `name` (one of COURSE_MODELS)."""
+    if name not in COURSE_MODELS:
+        raise KeyError(f"no course model {name!r}; choose from {', '.join(COURSE_MODELS)}")
+    state, meta = load_checkpoint(Path(folder) / name)
+    model = course_cnn()
+    model.load_state_dict(state)
+    return model, meta
+
+
+def retrain_course_models(folder=CHECKPOINT_DIR, names=tuple(COURSE_MODELS), data=None):
+    """Train the course models again (TRAINING's settings) and write them to folder/<name>/ (model.npz +
+    meta.json). About 40 s for the standard network and 4 min for each β network on one core."""
+    data = load_course_data() if data is None else data
+    for name in names:
+        method, settings = COURSE_MODELS[name]
+        history = {"step": [], "clean": [], "attacked": []}
+        model = train(method, data.train, TRAINING["steps"], seed=TRAINING["seed"],
+                      batch_size=TRAINING["batch_size"], lr=TRAINING["lr"],
+                      callback=lambda step, model: record(history, step, model, data.val), **settings)
+        meta = {"name": name, "method": method, "settings": settings, "model": CNN_SIZE, "training": TRAINING,
+                "data": data.info["sizes"], "attack_zeta": RECORD_ATTACK_ZETA, "history": history,
+                "test_accuracy": accuracy(model, data.test)}
+        save_checkpoint(Path(folder) / name, model, meta)
+
+
+def record(history, step, model, split):
+    """Append the step and the validation accuracy, clean and after the weight attack (PGA on the cross-entropy
+    of the whole split at once, ζ = RECORD_ATTACK_ZETA, seeded by the step so a rerun repeats it)."""
+    history["step"].append(step)
+    history["clean"].append(accuracy(model, split))
+    history["attacked"].append(attacked_accuracy(model, split, "pga-ce", RECORD_ATTACK_ZETA,
+                                                 np.random.default_rng(step), batch_size=len(split)))
