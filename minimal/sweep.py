@@ -33,7 +33,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from itertools import product
 
-from . import train
+from . import run_folder, train
 from .cli import (CommandError, OneLineErrorParser, UsageError, add_list_option, nonnegative_int, positive_int,
                   run_reporting_errors)
 from .io import atomic_save_json, read_json
@@ -170,7 +170,7 @@ def job_settings(args, root, job):
 
 def recorded_settings(folder):
     """The settings a job's folder was trained with (its resume state, else its meta.json); None if untrained."""
-    state = read_json(os.path.join(folder, train.RESUME_FOLDER, "state.json"), {})
+    state = read_json(os.path.join(folder, run_folder.RESUME_FOLDER, "state.json"), {})
     meta = read_json(os.path.join(folder, "meta.json"), {})
     return state.get("meta", meta).get("settings")
 
@@ -179,7 +179,7 @@ def is_trained(folder, settings):
     """A finished training job has a meta.json with a test accuracy, and nothing left to train under `settings`
     (a larger --epochs makes it unfinished again: `train --resume` continues it)."""
     meta = read_json(os.path.join(folder, "meta.json"), {})
-    return "test_acc" in meta and not train.would_train_more(meta, settings)
+    return "test_acc" in meta and not run_folder.would_train_more(meta, settings)
 
 
 def settings_conflicts(args, root, jobs):
@@ -192,7 +192,7 @@ def settings_conflicts(args, root, jobs):
         if recorded is None:
             continue
         wanted = job_settings(args, root, job)
-        for name in train.settings_differences(recorded, wanted):
+        for name in run_folder.settings_differences(recorded, wanted):
             conflicts.append(f"{folder} was trained with {name} = {recorded.get(name)!r}, this sweep asks for "
                              f"{wanted[name]!r}")
     return conflicts

@@ -101,12 +101,6 @@ TASKS = {
 }
 
 
-def get_task(name):
-    if name not in TASKS:
-        raise KeyError(f"unknown task {name!r}; choose from {', '.join(TASKS)}")
-    return TASKS[name]
-
-
 def model_rng(seed):
     """The generator that initialises a model: the same seed always gives the same initial weights."""
     return np.random.default_rng([seed, 0])

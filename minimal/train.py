@@ -10,22 +10,21 @@ import functools
 import math
 import os
 import shlex
-import shutil
 import sys
 import time
 
 import numpy as np
 
-from .cli import (EXIT_ERROR, CommandError, OneLineErrorParser, UsageError, check_writable_folder,
-                  nonnegative_int, positive_float, positive_int, progress_bar, run_reporting_errors)
+from .cli import (EXIT_ERROR, CommandError, OneLineErrorParser, nonnegative_int, positive_float, positive_int,
+                  progress_bar, run_reporting_errors)
 from .data.common import DataNotFoundError, fixed_subset, iterate_minibatches
-from .io import atomic_save_json, atomic_save_npz, load_npz, read_json
 from .metrics import accuracy
 from .nn.module import load_checkpoint, save_checkpoint
 from .optim import PiecewiseConstant
 from .pcm import clip_weights, is_crossbar_weight
 from .robust.attack import attacked_accuracy
 from .robust.methods import METHOD_DEFAULTS, METHODS, TEXT_CHOICES, hyperparameters
+from .run_folder import RESUME_FOLDER, check_output_folder, has_resume_point, resume_from, save_resume_point
 from .tasks import TASKS, CheckpointError, load_trained_model, model_rng
 
 EXIT_DATA, EXIT_DIVERGED = EXIT_ERROR, 3
@@ -300,108 +299,6 @@ def finish(settings, model, data, meta, start, log):
     save_checkpoint(settings["out"], model, meta)
     log(f"test accuracy {meta['test_acc']:.4f} (checkpoint from epoch {meta['best_epoch']}); "
         f"wrote {settings['out']}/model.npz and meta.json in {meta['train_seconds']:.0f} s")
-    return meta
-
-
-# ---------------------------------------------------------------------------------------------------- --out
-RESUME_FOLDER = "resume"
-SETTINGS_THAT_MAY_CHANGE_ON_RESUME = ("epochs", "max_steps", "val_samples", "val_attack", "resume", "overwrite",
-                                      "out")
-
-
-def check_output_folder(settings):
-    """Before any work: --out must be a writable folder, and what it holds must fit the request. Returns the
-    finished run's meta when --resume finds nothing left to train (the checkpoint is then left untouched), else
-    None. Raises UsageError (one line) rather than overwrite a run the user did not ask to replace."""
-    out = settings["out"]
-    check_writable_folder(out)
-    saved = read_checked_json(os.path.join(out, "meta.json"))
-    state = read_checked_json(os.path.join(out, RESUME_FOLDER, "state.json"))
-    if settings.get("overwrite"):
-        shutil.rmtree(os.path.join(out, RESUME_FOLDER), ignore_errors=True)  # the run starts again
-        return None
-    if saved is None and state is None:
-        return None                                  # a new run (with --resume too: nothing to resume yet)
-    if not settings.get("resume"):
-        kind = "a finished run" if saved and "test_acc" in saved else "a stopped run"
-        raise UsageError(f"{out} already holds {kind}; continue it with --resume, replace it with --overwrite, "
-                         f"or choose another --out")
-    if state is None:
-        raise UsageError(f"nothing to resume in {out}: it holds a checkpoint but no {RESUME_FOLDER}/state.json; "
-                         f"use --overwrite to train it again, or another --out")
-    check_same_settings(out, state["meta"]["settings"], settings)
-    if saved and "test_acc" in saved and not would_train_more(state["meta"], settings):
-        return saved
-    return None
-
-
-def would_train_more(meta, settings):
-    """True when a run at `meta` has epochs left and steps left under `settings`."""
-    steps_left = settings["max_steps"] is None or meta["steps"] < settings["max_steps"]
-    return len(meta["history"]) < settings["epochs"] and steps_left
-
-
-def read_checked_json(path):
-    """The JSON document at path (None when there is no file); CommandError naming it when it cannot be read or
-    lacks what a run's files hold. Nothing is changed."""
-    if not os.path.exists(path):
-        return None
-    document = read_json(path)
-    fields = ("meta",) if path.endswith("state.json") else ("task", "settings")
-    if not isinstance(document, dict) or not all(name in document for name in fields) or \
-            (path.endswith("state.json") and not {"settings", "history", "steps"} <= set(document["meta"])):
-        raise CommandError(f"{path} is unreadable or corrupt; nothing was changed (move it away, or use "
-                           f"--overwrite to start the run again)")
-    return document
-
-
-def settings_differences(recorded, settings):
-    """The names of the settings that differ between a run's recorded settings and `settings`, other than those a
-    resumed run may change (more epochs, another step budget, …)."""
-    return [name for name in settings if name not in SETTINGS_THAT_MAY_CHANGE_ON_RESUME
-            and recorded.get(name) != settings[name]]
-
-
-def check_same_settings(out, recorded, settings):
-    differences = settings_differences(recorded, settings)
-    if differences:
-        raise UsageError(f"cannot resume {out}: it was trained with other settings ({', '.join(differences)}); "
-                         f"use another --out, or --overwrite to replace it")
-
-
-def has_resume_point(out):
-    return os.path.exists(os.path.join(out, RESUME_FOLDER, "state.json"))
-
-
-def save_resume_point(out, model, optimizer, rng, meta):
-    """After each epoch: model + optimiser arrays in one .npz, then state.json naming it (the commit point)."""
-    folder = os.path.join(out, RESUME_FOLDER)
-    name = f"epoch-{len(meta['history']):04d}.npz"
-    arrays = {"model/" + k: v for k, v in model.state_dict().items()}
-    arrays.update({"optimizer/" + k: v for k, v in optimizer.state_arrays().items()})
-    atomic_save_npz(os.path.join(folder, name), arrays)
-    atomic_save_json(os.path.join(folder, "state.json"),
-                     {"arrays": name, "rng": rng.bit_generator.state, "meta": meta})
-    for old in os.listdir(folder):
-        if old.startswith("epoch-") and old != name:
-            os.remove(os.path.join(folder, old))
-
-
-def resume_from(settings, model, optimizer, rng, log):
-    """Restore the state saved by save_resume_point (model, optimiser, generator) and return its meta."""
-    folder = os.path.join(settings["out"], RESUME_FOLDER)
-    state = read_checked_json(os.path.join(folder, "state.json"))
-    try:
-        arrays = load_npz(os.path.join(folder, str(state.get("arrays"))))
-        model.load_state_dict({k[6:]: v for k, v in arrays.items() if k.startswith("model/")})
-        optimizer.load_state_arrays({k[10:]: v for k, v in arrays.items() if k.startswith("optimizer/")})
-        rng.bit_generator.state = state["rng"]
-    except Exception as error:   # a damaged file fails in many ways: zip, missing keys, shapes, types
-        raise CommandError(f"the resume state in {folder} is corrupt ({type(error).__name__}: {error}); nothing "
-                           f"was changed (use --overwrite to start the run again)") from None
-    meta = state["meta"]
-    meta["settings"] = settings
-    log(f"resuming {settings['out']} after epoch {len(meta['history'])}")
     return meta
 
 

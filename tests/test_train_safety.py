@@ -2,6 +2,7 @@
 with a diverging loss, with corrupt files, with Ctrl-C and with bad input. Each test fails without its fix."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -88,7 +89,7 @@ def test_a_stopped_run_is_not_restarted_without_resume(tmp_path, capsys):
 def test_resume_without_resume_state_refuses(tmp_path, capsys):
     out = str(tmp_path / "run")
     assert main(capsys, "--out", out, "--epochs", "1")[0] == 0
-    train_module.shutil.rmtree(os.path.join(out, "resume"))
+    shutil.rmtree(os.path.join(out, "resume"))
     before = fingerprint(out)
     code, error = main(capsys, "--out", out, "--resume", "--epochs", "2")
     assert code == 2 and fingerprint(out) == before

@@ -300,8 +300,9 @@ def kl_divergence(p, q, eps=1e-6):
     """The paper's robustness loss (Eq. 2): KL(p ‖ q) = Σ_c p_c (log p_c − log q_c), averaged over the batch.
 
     p = f(Θ, X) and q = f(Θ*, X) are probabilities (softmax outputs) of shape (N, classes). q is clamped at
-    ≥ eps before the log, as in the paper, so a class the attacked network rules out cannot give log 0; p is
-    clamped the same way (0·log 0 is taken as 0, and the clamp keeps its gradient finite).
+    ≥ eps before the log — the paper does not say so; the clamp is taken from the authors' code — so a class the
+    attacked network rules out cannot give log 0; p is clamped the same way (0·log 0 is taken as 0, and the
+    clamp keeps its gradient finite).
     """
     log_ratio = log(clip(p, eps, 1.0)) - log(clip(q, eps, 1.0))
     return mean(reduce_sum(p * log_ratio, axis=-1))
