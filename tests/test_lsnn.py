@@ -231,3 +231,22 @@ def test_readout_gain_scales_the_initial_readout_only():
     assert scaled.w_out.dtype == np.float32
     for name in ("w_in", "w_rec", "b_out"):
         np.testing.assert_array_equal(getattr(scaled, name).data, getattr(plain, name).data)
+
+
+def test_the_fused_gradients_are_the_same_on_any_number_of_threads():
+    """Same seed, same numbers on one thread or two: the BPTT kernel sums its chunks' weight gradients in an
+    order that does not depend on the thread count (BACKWARD_CHUNKS)."""
+    import numba
+    model = LSNN(np.random.default_rng(0), num_inputs=3, num_classes=4, num_hidden=40)
+    x = (2 * np.random.default_rng(1).standard_normal((37, 25, 3))).astype(np.float32)
+    threads_before, gradients = numba.get_num_threads(), []
+    try:
+        for threads in sorted({1, numba.config.NUMBA_NUM_THREADS}):
+            numba.set_num_threads(threads)
+            model.zero_grad()
+            ops.cross_entropy(model(x), np.arange(37) % 4).backward()
+            gradients.append({name: p.grad.copy() for name, p in model.named_parameters()})
+    finally:
+        numba.set_num_threads(threads_before)
+    for name in gradients[0]:
+        np.testing.assert_array_equal(gradients[0][name], gradients[-1][name])

@@ -29,7 +29,6 @@ Two implementations of the same recurrence, tested equal (values and every gradi
 `forward(x, params)` reads every weight from `params` (name -> tensor), so the attack can run the model at Θ*
 and the mismatch sampler at Θ·(1 + ζN) without touching the model's own parameters.
 """
-import numba
 import numpy as np
 
 from ..autodiff import Tensor, ops
@@ -39,6 +38,10 @@ from . import functional as F
 from .layers import glorot_normal
 from .module import Module, Parameter
 
+# The BPTT kernel splits the batch into this many chunks, each summing its samples' weight gradients, and adds
+# the chunks at the end. A fixed number rather than the thread count, so the sums are added in the same order on
+# any number of threads: same seed, same numbers on one core or eight (up to 8 threads work at once).
+BACKWARD_CHUNKS = 8
 TARGET_RATE = 10 / 1000  # 10 Hz at dt = 1 ms, in spikes per step
 RATE_REGULARISATION = 0.001
 
@@ -194,7 +197,7 @@ class LSNN(Module):
 
         def backward(grad_rates):                   # ∂E/∂z_t = ∂E/∂r / T for every t
             grad_spikes = np.broadcast_to(grad_rates[:, None, :] / n_steps, states.spikes.shape)
-            n_chunks = min(numba.get_num_threads(), n_batch)
+            n_chunks = min(BACKWARD_CHUNKS, n_batch)
             grad_x, grad_w_in, grad_w_rec = kernels.lsnn_backward(
                 grad_spikes, *arrays, states.threshold, states.spikes, states.surrogate, c["rho_v"], c["rho_b"],
                 c["beta"], n_chunks, self.event_driven)
