@@ -206,7 +206,7 @@ def torch_lsnn_step_seconds(model, x, y, repeats):
         for t in range(n_steps):
             v = model.rho_v * v + (1 - model.rho_v) * (current[:, t] + z @ w_rec) - z * threshold
             b = model.rho_b * b + (1 - model.rho_b) * z
-            threshold = model.b0 + model.beta * b
+            threshold = model.b0 + model.adaptation_strength * b
             z = Spike.apply(v, threshold) * (refractory_left == 0)
             refractory_left = torch.where(z > 0, model.refractory, (refractory_left - 1).clamp(min=0))
             spikes.append(z)

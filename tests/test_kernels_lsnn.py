@@ -1,56 +1,26 @@
-"""The LSNN kernels (minimal/kernels/lsnn.py) against plain NumPy loops written from Eq. 3 and its BPTT equations,
-in float64, on small odd shapes where neurons spike, adapt and are refractory."""
+"""The LSNN kernels (minimal/kernels/lsnn.py) against their readable reference (minimal/kernels/lsnn_reference.py:
+Eq. 3 and its BPTT equations in plain NumPy), in float64, on small odd shapes where neurons spike, adapt and are
+refractory."""
 import numpy as np
 import pytest
 
 from minimal.kernels import lsnn as kernels
+from minimal.kernels import lsnn_reference as reference
 
-RHO_V, RHO_B, B0, BETA, DAMPENING = np.exp(-1 / 20), np.exp(-1 / 98), 0.01, 2.0, 0.3
+RHO_V, RHO_B, B0, ADAPTATION_STRENGTH, DAMPENING = np.exp(-1 / 20), np.exp(-1 / 98), 0.01, 2.0, 0.3
 
 
 def numpy_forward(x, w_in, w_rec, refractory, dropout_mask=True):
-    """Eq. 3 one time step at a time, vectorised over batch and neurons. Returns V, B, z, m, each (N, T, H).
-    dropout_mask (N, H) bool: False keeps that neuron silent (m = 0) at every step."""
-    n_batch, n_steps, _ = x.shape
-    n_hidden = w_rec.shape[0]
-    v, b, z = (np.zeros((n_batch, n_hidden)) for _ in range(3))
-    threshold = np.full((n_batch, n_hidden), B0)
-    refractory_left = np.zeros((n_batch, n_hidden), dtype=int)
-    trace = {name: np.zeros((n_batch, n_steps, n_hidden)) for name in ("v", "threshold", "spikes", "allowed")}
-    for t in range(n_steps):
-        v = RHO_V * v + (1 - RHO_V) * (x[:, t] @ w_in + z @ w_rec) - z * threshold
-        b = RHO_B * b + (1 - RHO_B) * z
-        threshold = B0 + BETA * b
-        allowed = (refractory_left == 0) & dropout_mask
-        z = (allowed & (v > threshold)).astype(float)
-        refractory_left = np.where(z > 0, refractory, np.maximum(refractory_left - 1, 0))
-        for name, value in zip(trace, (v, threshold, z, allowed)):
-            trace[name][:, t] = value
-    return trace["v"], trace["threshold"], trace["spikes"], trace["allowed"]
+    return reference.forward(x, w_in, w_rec, RHO_V, RHO_B, B0, ADAPTATION_STRENGTH, refractory, dropout_mask)
 
 
 def numpy_surrogate(v, threshold, allowed):
-    """Eq. 4: ψ = ∂z/∂V = m · d · max(1 − |(V − B)/B|, 0)."""
-    return allowed * DAMPENING * np.maximum(1 - np.abs((v - threshold) / threshold), 0)
+    return reference.surrogate(v, threshold, allowed, DAMPENING)
 
 
 def numpy_backward(grad_spikes, x, w_in, w_rec, v, threshold, spikes, allowed):
-    """The BPTT equations of the kernel's comment, dense and vectorised over the batch."""
-    n_batch, n_steps, n_hidden = spikes.shape
-    dv_next, db_next = np.zeros((n_batch, n_hidden)), np.zeros((n_batch, n_hidden))
-    grad_x, grad_w_in, grad_w_rec = np.zeros_like(x), np.zeros_like(w_in), np.zeros_like(w_rec)
-    for t in reversed(range(n_steps)):
-        psi = numpy_surrogate(v[:, t], threshold[:, t], allowed[:, t])
-        dz = grad_spikes[:, t] + (1 - RHO_V) * dv_next @ w_rec.T - threshold[:, t] * dv_next + (1 - RHO_B) * db_next
-        d_threshold = -spikes[:, t] * dv_next - psi * dz
-        dv = RHO_V * dv_next + psi * dz
-        db = RHO_B * db_next + BETA * d_threshold
-        grad_x[:, t] = (1 - RHO_V) * dv @ w_in.T
-        grad_w_in += (1 - RHO_V) * x[:, t].T @ dv
-        if t > 0:
-            grad_w_rec += (1 - RHO_V) * spikes[:, t - 1].T @ dv
-        dv_next, db_next = dv, db
-    return grad_x, grad_w_in, grad_w_rec
+    return reference.backward(grad_spikes, x, w_in, w_rec, v, threshold, spikes, allowed, RHO_V, RHO_B, ADAPTATION_STRENGTH,
+                              DAMPENING)
 
 
 def spiking_problem(n_batch, n_steps, n_inputs, n_hidden, seed):
@@ -65,13 +35,13 @@ def spiking_problem(n_batch, n_steps, n_inputs, n_hidden, seed):
 
 def run_forward(x, w_in, w_rec, refractory, event_driven=True, keep_v=True, dropout_mask=None):
     """The kernel's (V, B, z, ψ)."""
-    return kernels.lsnn_forward(x, w_in, w_rec, RHO_V, RHO_B, B0, BETA, DAMPENING, refractory, event_driven, keep_v,
+    return kernels.lsnn_forward(x, w_in, w_rec, RHO_V, RHO_B, B0, ADAPTATION_STRENGTH, DAMPENING, refractory, event_driven, keep_v,
                                 dropout_mask)
 
 
 def run_backward(grad_spikes, x, w_in, w_rec, states, n_chunks, event_driven=True):
     return kernels.lsnn_backward(grad_spikes, x, w_in, w_rec, states.threshold, states.spikes, states.surrogate,
-                                 RHO_V, RHO_B, BETA, n_chunks, event_driven)
+                                 RHO_V, RHO_B, ADAPTATION_STRENGTH, n_chunks, event_driven)
 
 
 SHAPES = [(1, 9, 1, 5), (3, 23, 3, 17), (5, 40, 2, 32)]  # (batch, time, inputs, hidden)
@@ -192,9 +162,9 @@ def test_one_neuron_one_step_gradient_is_the_surrogate():
 
 def test_float32_stays_float32():
     x, w_in, w_rec = (a.astype(np.float32) for a in spiking_problem(2, 6, 2, 8, seed=0))
-    states = kernels.lsnn_forward(x, w_in, w_rec, *(np.float32(c) for c in (RHO_V, RHO_B, B0, BETA, DAMPENING)), 2,
+    states = kernels.lsnn_forward(x, w_in, w_rec, *(np.float32(c) for c in (RHO_V, RHO_B, B0, ADAPTATION_STRENGTH, DAMPENING)), 2,
                                   keep_v=True)
     assert [s.dtype for s in states] == [np.float32, np.float32, bool, np.float32, np.float32]
     grads = kernels.lsnn_backward(np.ones(states.spikes.shape, np.float32), x, w_in, w_rec, states.threshold,
-                                  states.spikes, states.surrogate, *(np.float32(c) for c in (RHO_V, RHO_B, BETA)), 1)
+                                  states.spikes, states.surrogate, *(np.float32(c) for c in (RHO_V, RHO_B, ADAPTATION_STRENGTH)), 1)
     assert all(g.dtype == np.float32 for g in grads)

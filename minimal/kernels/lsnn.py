@@ -4,7 +4,7 @@ Per sample n, time step t = 0 … T−1 and neuron j (all states start at 0), wi
 
     V_t = ρ_V V_{t−1} + (1 − ρ_V)(x_t W_in + z_{t−1} W_rec) − z_{t−1} B_{t−1}   reset by subtracting B
     b_t = ρ_b b_{t−1} + (1 − ρ_b) z_{t−1}                                       adaptation (low-passed spikes)
-    B_t = b0 + β b_t                                                            adaptive threshold
+    B_t = b0 + β b_t                                                            threshold; β: adaptation strength
     z_t = m_t · 1(V_t > B_t)                                                    spike; m_t = 1(r_t = 0) · k
     r_{t+1} = refractory if z_t = 1 else max(r_t − 1, 0)                        refractory counter, r_0 = 0
 
@@ -19,50 +19,11 @@ neurons that spiked at t − 1, and in the backward pass only those rows of the 
 `event_driven=False` the same kernels do the dense work instead (multiply by the zeros); the benchmark measures
 both, and the model uses the event-driven version.
 
-What the forward pass saves for the backward pass, and how (each measured on the 2-core test machine):
-- ψ_t = ∂z_t/∂V_t, the surrogate derivative of Eq. 4 (0 while refractory), computed where V_t, B_t and m_t are at
-  hand; with B_t and z_t, that is all the backward pass needs. V_t is written only on request (keep_v, for plots).
-- z_t as bool, 1 byte instead of 4, and the rates r = mean_t z_t, which is what the LSNN's readout uses.
-- STORED BACKWARDS IN TIME. The backward pass walks time backwards, reading B, z and ψ (~22 MB at batch 100),
-  mostly from main memory. The CPU prefetches a stream of increasing addresses well ahead, a decreasing one
-  poorly: reading row t − 1 after row t was measured 2.3x slower than the other way round. So the forward pass
-  stores step t in row T − 1 − t, and the backward pass reads increasing addresses. The forward's writes now go
-  the unfavourable way, which costs less: measured on one core, the backward pass 5 ms faster, the forward pass
-  2.3 ms slower. (Staging blocks of rows to write or read them in increasing order was slower still.)
-  lsnn_forward returns the arrays as time-ordered views (a[:, ::-1], no copy), so callers never see this.
-
-Speed notes (batch 100, 256 neurons, 100 steps, float32, one core unless stated; see also conv.py):
-- The backward pass's biggest cost is the product W_rec dI_{t+1} (below) in the ~23 % of rows where ψ_t ≠ 0:
-  1.5·10⁸ multiply-adds per pass. `add_row_products` does them four rows at a time, at 14-20 multiply-adds per
-  ns: ~10 ms. The dense alternative, one BLAS product per time step over the whole batch, is 6.5·10⁸
-  multiply-adds: ~15 ms. Likewise the W_rec gradient as one BLAS product over all (n, t) at the end
-  (z_{t−1}ᵀ dI_t summed over n and t, a (256 × 10⁴)·(10⁴ × 256) product) takes ~15 ms, against ~5 ms for
-  adding dI_t to the rows of the ~6 % of neurons that spiked.
-- The input projection x_t W_in is done inside the kernels too, although it could be one BLAS matmul for all t.
-  For the ECG's two inputs it is tiny (N·T·C_in·H = 5·10⁶ multiply-adds at batch 100), but a BLAS call wakes
-  OpenBLAS's worker threads, which then busy-wait for a while and take the two cores away from the numba threads
-  that run next: measured, that doubled the time of a training step.
-- `error_model="numpy"`: numba otherwise follows Python and checks every division for a zero divisor (to raise
-  ZeroDivisionError), and that check stops the loop computing ψ from using SIMD instructions (5x slower).
-- In loops meant for SIMD instructions, `a if c else b` is fine (it becomes a select), but an `if` statement around
-  a store is not, even one that is the same for every element: `if keep_v: v_t[j] = …` made the forward pass 10 %
-  slower. So forward_kernel writes V_t somewhere harmless when it is not wanted (see v_trace there).
-- Tried and not kept (one core, the same batch): sharing each W_rec row among the samples of a block that need it
-  (a block of 4–50 samples in step, up to four dot products per load of the row): 12–20 ms against 10–11 ms for
-  the four-row products; eight rows at a time instead of four: no faster; a backward pass that reads B_t and ψ_t
-  only where ψ_t ≠ 0 (from lists of those neurons): 18.0 against 18.4 ms; the same product in the other order,
-  W_rec dI_t = ρ_V W_rec dI_{t+1} + W_rec (1 − ρ_V) ψ_t dz_t, a running vector to which the columns of W_rec of
-  the neurons with ψ_t ≠ 0 are added (no dot products, no horizontal sums): 19.7 against 19.1 ms. (As first
-  written it took twice as long, until its running vector was moved in memory by 64 bytes or more; most likely
-  the CPU mistook loads from W_rec for reads of the stores to that vector, whose addresses matched in the low
-  12 bits, "4K aliasing".)
-- What limits the row products is bringing W_rec (256 KB, in level-2 cache) into level-1 cache (32 KB): measured
-  alone, four-row products run at 16 multiply-adds per ns over a 256 KB matrix and at 27 over a 16 KB one. Only
-  samples sharing each row once it is in level-1 cache could go faster, and even at 27 per ns the backward
-  pass would save ~4 ms on one core, ~2 ms with two threads.
-- The Python wrappers (lsnn_forward, lsnn_backward) allocate the big arrays with NumPy and the numba kernels only
-  fill them. NumPy asks Linux for huge pages for large arrays; on the VM where this was measured, numba's own
-  allocation page-faulted ~2500 times per fresh 10 MB array (~6 ms), NumPy's about 500 times.
+What the kernels change for speed, against the readable reference (lsnn_reference.py, which the tests hold
+equal): the recurrence fused over time per sample; the forward saves ψ_t = ∂z_t/∂V_t, B_t and z_t (as bool), in
+rows ordered backwards in time so that the backward pass reads increasing addresses; the backward's W_rec dI
+products only in the rows where ψ_t ≠ 0; the batch in a fixed number of chunks on parallel threads.
+Measurements and the variants tried and rejected: docs/performance.md, "LSNN kernels".
 """
 from typing import NamedTuple
 
@@ -147,8 +108,8 @@ class ForwardStates(NamedTuple):
     rates: np.ndarray       # (N, H) firing rates r = mean_t z_t
 
 
-def lsnn_forward(x, w_in, w_rec, rho_v, rho_b, b0, beta, dampening, refractory, event_driven=True, keep_v=False,
-                 dropout_mask=None):
+def lsnn_forward(x, w_in, w_rec, rho_v, rho_b, b0, adaptation_strength, dampening, refractory, event_driven=True,
+                 keep_v=False, dropout_mask=None):
     """Run the LSNN over time for every sample (in parallel over the batch). All arrays of one float dtype.
 
     x     : (N, T, C_in) inputs
@@ -167,8 +128,8 @@ def lsnn_forward(x, w_in, w_rec, rho_v, rho_b, b0, beta, dampening, refractory, 
     threshold, surrogate = (np.empty((n_batch, n_steps, n_hidden), x.dtype) for _ in range(2))
     spikes = np.empty((n_batch, n_steps, n_hidden), np.bool_)
     rates = np.empty((n_batch, n_hidden), x.dtype)
-    forward_kernel(x, w_in, w_rec, rho_v, rho_b, b0, beta, dampening, refractory, event_driven, dropout_mask,
-                   v_trace, threshold, spikes, surrogate, rates)
+    forward_kernel(x, w_in, w_rec, rho_v, rho_b, b0, adaptation_strength, dampening, refractory, event_driven,
+                   dropout_mask, v_trace, threshold, spikes, surrogate, rates)
     return ForwardStates(time_reversed(v_trace) if keep_v else None, time_reversed(threshold), time_reversed(spikes),
                          time_reversed(surrogate), rates)
 
@@ -179,8 +140,8 @@ def time_reversed(a):
 
 
 @njit(parallel=True, **KERNEL)
-def forward_kernel(x, w_in, w_rec, rho_v, rho_b, b0, beta, dampening, refractory, event_driven, dropout_mask,
-                   v_trace, threshold, spikes, surrogate, rates):
+def forward_kernel(x, w_in, w_rec, rho_v, rho_b, b0, adaptation_strength, dampening, refractory, event_driven,
+                   dropout_mask, v_trace, threshold, spikes, surrogate, rates):
     """lsnn_forward's loops; fills threshold, spikes, surrogate and v_trace, step t in row T − 1 − t, and rates.
     A v_trace with one time row instead of T keeps only the last V (cheaper than an `if` in the loop)."""
     n_batch, n_steps, n_inputs = x.shape
@@ -216,7 +177,7 @@ def forward_kernel(x, w_in, w_rec, rho_v, rho_b, b0, beta, dampening, refractory
             for j in range(n_hidden):
                 v[j] = rho_v * v[j] + (one - rho_v) * synaptic[j] - z[j] * threshold_now[j]
                 b[j] = rho_b * b[j] + (one - rho_b) * z[j]
-                threshold_now[j] = b0 + beta * b[j]
+                threshold_now[j] = b0 + adaptation_strength * b[j]
                 allowed = (refractory_left[j] == zero) & dropout_mask[n, j]         # m_t
                 fires = allowed & (v[j] > threshold_now[j])
                 z[j] = fires
@@ -261,8 +222,8 @@ def forward_kernel(x, w_in, w_rec, rho_v, rho_b, b0, beta, dampening, refractory
 # Event-driven savings: dz_t is only ever used multiplied by ψ_t, so the matrix-vector product W_rec dI_{t+1}
 # (H² work per step) is needed only in the rows k whose surrogate is non-zero (V within B of the threshold), and
 # the W_rec gradient only in the rows of neurons that spiked at t − 1.
-def lsnn_backward(grad_spikes, x, w_in, w_rec, threshold, spikes, surrogate, rho_v, rho_b, beta, n_chunks,
-                  event_driven=True):
+def lsnn_backward(grad_spikes, x, w_in, w_rec, threshold, spikes, surrogate, rho_v, rho_b, adaptation_strength,
+                  n_chunks, event_driven=True):
     """Gradients of the loss w.r.t. x (N, T, C_in), W_in (C_in, H) and W_rec (H, H), given grad_spikes = ∂E/∂z
     (N, T, H; any strides, e.g. a gradient broadcast over time) and the states saved by lsnn_forward (spikes: bool).
 
@@ -274,14 +235,14 @@ def lsnn_backward(grad_spikes, x, w_in, w_rec, threshold, spikes, surrogate, rho
     grad_w_rec_chunks = np.zeros((n_chunks,) + w_rec.shape, x.dtype)
     # the arrays as lsnn_forward stored them, last step first (for its own outputs this is no copy)
     stored = tuple(np.ascontiguousarray(time_reversed(a)) for a in (threshold, spikes, surrogate))
-    backward_kernel(grad_spikes, x, w_in, w_rec, *stored, rho_v, rho_b, beta, event_driven,
+    backward_kernel(grad_spikes, x, w_in, w_rec, *stored, rho_v, rho_b, adaptation_strength, event_driven,
                     grad_x, grad_w_in_chunks, grad_w_rec_chunks)
     return grad_x, grad_w_in_chunks.sum(axis=0), grad_w_rec_chunks.sum(axis=0)
 
 
 @njit(parallel=True, **KERNEL)
-def backward_kernel(grad_spikes, x, w_in, w_rec, threshold, spikes, surrogate, rho_v, rho_b, beta, event_driven,
-                    grad_x, grad_w_in_chunks, grad_w_rec_chunks):
+def backward_kernel(grad_spikes, x, w_in, w_rec, threshold, spikes, surrogate, rho_v, rho_b, adaptation_strength,
+                    event_driven, grad_x, grad_w_in_chunks, grad_w_rec_chunks):
     """lsnn_backward's loops; fills grad_x and each chunk's weight gradients. threshold, spikes and surrogate hold
     step t in row T − 1 − t, as lsnn_forward stores them."""
     n_batch, n_steps, n_hidden = spikes.shape
@@ -309,10 +270,14 @@ def backward_kernel(grad_spikes, x, w_in, w_rec, threshold, spikes, surrogate, r
                     dz[k] = e_t[k] - threshold_t[k] * dv[k] + (one - rho_b) * db[k]
                 n_support = active_indices(psi_t, support) if event_driven else n_hidden
                 add_row_products(w_rec, support, n_support, d_input, dz)   # … + (W_rec dI_{t+1})_k where ψ_t ≠ 0
-                for k in range(n_hidden):                       # dV_t, db_t, dI_t from dV_{t+1}, db_{t+1}
+                # dV_t, db_t, dI_t from dV_{t+1}, db_{t+1}, in place. dB_t = −z_t dV_{t+1} − ψ_t dz_t is not kept:
+                # it is folded straight into db_t = ρ_b db_{t+1} + β dB_t. That line reads dv[k], which still
+                # holds dV_{t+1}, so it must come before the line that overwrites dv[k] with dV_t.
+                for k in range(n_hidden):
                     psi_dz = psi_t[k] * dz[k]                   # ψ_t dz_t
-                    db[k] = rho_b * db[k] - beta * ((dv[k] if z_t[k] else zero) + psi_dz)  # ρ_b db_{t+1} + β dB_t
-                    dv[k] = rho_v * dv[k] + psi_dz
+                    # db_t = ρ_b db_{t+1} + β dB_t, with dB_t = −(z_t dV_{t+1} + ψ_t dz_t)
+                    db[k] = rho_b * db[k] - adaptation_strength * ((dv[k] if z_t[k] else zero) + psi_dz)
+                    dv[k] = rho_v * dv[k] + psi_dz              # dV_t = ρ_V dV_{t+1} + ψ_t dz_t
                     d_input[k] = (one - rho_v) * dv[k]
                 for c in range(n_inputs):                       # dx_t = dI_t W_inᵀ, dW_in += x_tᵀ dI_t
                     projected = zero

@@ -66,7 +66,8 @@ class LSNN(Module):
     """
 
     def __init__(self, rng, num_inputs, num_classes, num_hidden=256, dt=1.0, tau_mem=20.0, tau_adapt=98.0,
-                 beta=2.0, b0=0.01, refractory=2, dampening=0.3, dropout=0.0, readout_gain=1.0, dtype=np.float32):
+                 adaptation_strength=2.0, b0=0.01, refractory=2, dampening=0.3, dropout=0.0, readout_gain=1.0,
+                 dtype=np.float32):
         self.w_in = Parameter((rng.standard_normal((num_inputs, num_hidden)) / np.sqrt(num_inputs)).astype(dtype))
         w_rec = rng.standard_normal((num_hidden, num_hidden)) / np.sqrt(num_hidden)
         np.fill_diagonal(w_rec, 0)
@@ -78,7 +79,8 @@ class LSNN(Module):
         self.num_inputs, self.num_hidden = num_inputs, num_hidden
         # ρ_V, ρ_b as Python floats: they take the dtype of the arrays they multiply (float32 stays float32)
         self.rho_v, self.rho_b = float(np.exp(-dt / tau_mem)), float(np.exp(-dt / tau_adapt))
-        self.beta, self.b0, self.refractory, self.dampening = beta, b0, refractory, dampening
+        self.adaptation_strength, self.b0 = adaptation_strength, b0   # β and b0 of B_t = b0 + β b_t
+        self.refractory, self.dampening = refractory, dampening
         self.event_driven = True  # fused kernels skip the work on silent neurons; False: dense (for the benchmark)
         self.dropout = dropout    # probability of silencing a hidden neuron for a whole sample while training
 
@@ -173,7 +175,7 @@ class LSNN(Module):
             synaptic = F.add(F.matmul(x[:, t], w_in), F.matmul(z, w_rec))     # x_t W_in + z_{t−1} W_rec
             v = self.rho_v * v + (1 - self.rho_v) * synaptic - z * threshold
             b = self.rho_b * b + (1 - self.rho_b) * z
-            threshold = self.b0 + self.beta * b
+            threshold = self.b0 + self.adaptation_strength * b
             allowed = F.equal(refractory_left, 0)                               # m_t = 1(r_t = 0): no gradient
             if dropout_mask is not None:
                 allowed = allowed * dropout_mask                                # … times k: dropped neurons silent
@@ -200,7 +202,7 @@ class LSNN(Module):
             n_chunks = min(BACKWARD_CHUNKS, n_batch)
             grad_x, grad_w_in, grad_w_rec = kernels.lsnn_backward(
                 grad_spikes, *arrays, states.threshold, states.spikes, states.surrogate, c["rho_v"], c["rho_b"],
-                c["beta"], n_chunks, self.event_driven)
+                c["adaptation_strength"], n_chunks, self.event_driven)
             accumulate_grad(x, grad_x)
             accumulate_grad(w_in, grad_w_in)
             accumulate_grad(w_rec, grad_w_rec)
@@ -210,14 +212,14 @@ class LSNN(Module):
         """The forward kernel on arrays: kernels.ForwardStates (V if keep_v, B, z, ψ = ∂z/∂V, the rates r)."""
         x, w_in, w_rec = contiguous_common_dtype(x, w_in, w_rec)
         c = self.kernel_constants(x.dtype)
-        return kernels.lsnn_forward(x, w_in, w_rec, c["rho_v"], c["rho_b"], c["b0"], c["beta"], c["dampening"],
-                                    self.refractory, self.event_driven, keep_v, dropout_mask)
+        return kernels.lsnn_forward(x, w_in, w_rec, c["rho_v"], c["rho_b"], c["b0"], c["adaptation_strength"],
+                                    c["dampening"], self.refractory, self.event_driven, keep_v, dropout_mask)
 
     def kernel_constants(self, dtype):
         """ρ_V, ρ_b, b0, β, d as scalars of the data's dtype (so float32 arrays stay float32 inside the kernels)."""
         scalar = np.dtype(dtype).type
         return {"rho_v": scalar(self.rho_v), "rho_b": scalar(self.rho_b), "b0": scalar(self.b0),
-                "beta": scalar(self.beta), "dampening": scalar(self.dampening)}
+                "adaptation_strength": scalar(self.adaptation_strength), "dampening": scalar(self.dampening)}
 
     # ------------------------------------------------------------------------------------------- inspection
     def record_state(self, x, params=None):

@@ -6,7 +6,7 @@ from ..autodiff import Tensor
 from ..robust.attack import AttackResult, attack_box
 from ..robust.jacobian import jacobian_diagonal_paper
 from ..robust.losses import kl_boundary_loss
-from .grading import compare_arrays, fail, grader
+from .grading import compare_arrays, grader
 
 
 # ---------------------------------------------------------------------------------------------------- 2.1
