@@ -10,7 +10,16 @@ with Ohm's and Kirchhoff's laws. What happens to a weight on its way there, one 
                    Q = min(0.0088 / ĝ^0.65, 0.2), t_r = 250 ns   (1/f noise accumulated since programming)
 
 t is the time since programming ended (t_inference); t_c = 20 s is when the devices were first read, the
-reference time of the drift fit. The drift-exponent statistics μ_ν, σ_ν (in `drift_exponent_statistics`) are the
+reference time of the drift fit.
+
+Where these lines differ from the formulas as the paper prints them (DESIGN.md §4), and why:
+- drift: the paper writes g(t) = g_P (t/t_c)^(−ν), with t counted from programming, so that the factor is 1 at
+  the first read, t = t_c. Here t counts from the end of programming with t = 0 taken as that first read, so
+  the time since programming is t_c + t and the factor is ((t_c + t)/t_c)^(−ν): 1 at t = 0, then as the paper's.
+- read noise: the paper's σ(t) = g(t)·Q·sqrt(log((t + t_r)/t_r)), with its t, is here log((t_c + t + t_r)/t_r):
+  the same time since programming, t_c + t.
+- Q and σ_P take ĝ = g_T / g_max, the normalised target conductance: the paper states that its statistical
+  models assume normalised conductances; σ_P is then scaled back to µS. The drift-exponent statistics μ_ν, σ_ν (in `drift_exponent_statistics`) are the
 ones fitted on measured PCM devices by Nandakumar et al. / Joshi et al. (2020), which the paper's simulator uses.
 
 The matrix-vector product on the chip:
