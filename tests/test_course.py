@@ -166,6 +166,12 @@ def accuracy_without_attack(model, split, zeta, seed):
     return accuracy(model, split)
 
 
+def shifted_in_place(theta, direction, alpha):
+    for name in theta:
+        theta[name] += alpha * direction[name]
+    return theta
+
+
 WRONG_ANSWERS = [
     ("0.1", (post_order_without_visited_set, Node), "listed twice"),
     ("0.2", (lambda grad, shape: grad.sum(axis=tuple(range(grad.ndim - len(shape)))),), "size-1 axes"),
@@ -184,6 +190,22 @@ WRONG_ANSWERS = [
     ("3.1", (lambda direct, jacobian, at_star: {k: direct[k] + at_star[k] for k in direct},), "J is forgotten"),
     ("3.2", (beta_step_without_robust_loss,), "L_nat alone"),
     ("3.3", (accuracy_without_attack,), "clean accuracy"),
+    ("6.1", (lambda per_instance: {z: np.stack([i[z] for i in per_instance]) for z in per_instance[0]},),
+     "np.stack"),
+    ("6.2", (lambda a, b: float(np.sum(a[:, None] > b[None, :])),), "ties are left out"),
+    ("6.3", (lambda accuracies, spec: float(np.mean(accuracies > spec)),), "≥, not >"),
+    ("7.1", (lambda theta, zeta, rng: {k: (zeta * rng.standard_normal(v.shape)).astype(v.dtype)
+                                       for k, v in theta.items()},), "|Θ| is missing"),
+    ("7.2", (shifted_in_place,), "Θ itself was changed"),
+    ("7.3", (lambda alphas, losses: float(np.mean(np.diff(losses) / np.diff(alphas))),), "|ΔL| is missing"),
+    ("8.1", (lambda a_lo, a_hi, b_lo, b_hi: (a_lo * b_lo, a_hi * b_hi),), "only when both intervals are ≥ 0"),
+    ("8.2", (lambda lo, hi: (np.zeros_like(lo), np.maximum(hi, 0)),), "sound but loose"),
+    ("8.3", (lambda lower, upper, labels: lower[np.arange(len(labels)), labels] > upper.max(axis=1),),
+     "its own upper bound"),
+    ("9.1", (lambda g: np.maximum(-1.1731 * g ** 2 + 1.9650 * g + 0.2635, 0),), "normalised conductance"),
+    ("9.2", (lambda g, nu, t: g * (np.maximum(t, 1e-9) / 20.0) ** (-nu),), "time since programming"),
+    ("9.3", (lambda g_d, g_t, t: g_d * np.minimum(0.0088 / (g_t / 25.0) ** 0.65, 0.2)
+             * np.log((20.0 + t + 250e-9) / 250e-9),), "square root"),
 ]
 
 

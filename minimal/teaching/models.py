@@ -37,6 +37,23 @@ COURSE_MODELS = {
     "beta-0.5": ("beta", {"beta_rob": 0.5}),
     "beta-1.0": ("beta", {"beta_rob": 1.0}),
 }
+# Second instances (another seed: other initial weights, minibatches and attacks) of two of them: Table 1 pools the
+# draws of two instances per method, and notebook 06 does the same. name -> (method, settings, seed)
+SECOND_INSTANCES = {
+    "standard-seed1": ("standard", {}, 1),
+    "beta-0.5-seed1": ("beta", {"beta_rob": 0.5}, 1),
+}
+# The paper's baselines (minimal/robust/methods.py, the paper's F-MNIST settings), trained by the same recipe for
+# notebook 04. name -> (method, settings, seed)
+BASELINES = {
+    "forward-noise": ("forward_noise", {}, 0),
+    "dropout": ("dropout", {}, 0),
+    "awp": ("awp", {}, 0),
+    "amp": ("amp", {}, 0),
+    "abcd": ("abcd", {}, 0),
+    "entropy-sgd": ("entropy_sgd", {}, 0),
+    "sam": ("sam", {}, 0),
+}
 
 
 def load_course_data(sizes=DATA_SIZES):
@@ -80,10 +97,20 @@ def train(method, split, steps, seed=0, batch_size=100, lr=1e-3, model=None, cal
 
 
 # ---------------------------------------------------------------------------------------------------- checkpoints
+def recipe(name):
+    """(method, settings, seed) of the course model `name` (of COURSE_MODELS, SECOND_INSTANCES or BASELINES)."""
+    if name in COURSE_MODELS:
+        return (*COURSE_MODELS[name], TRAINING["seed"])
+    for recipes in (SECOND_INSTANCES, BASELINES):
+        if name in recipes:
+            return recipes[name]
+    raise KeyError(f"no course model {name!r}; choose from "
+                   f"{', '.join([*COURSE_MODELS, *SECOND_INSTANCES, *BASELINES])}")
+
+
 def load_course_model(name, folder=CHECKPOINT_DIR):
-    """(model, meta) of the pretrained course CNN `name` (one of COURSE_MODELS)."""
-    if name not in COURSE_MODELS:
-        raise KeyError(f"no course model {name!r}; choose from {', '.join(COURSE_MODELS)}")
+    """(model, meta) of the pretrained course CNN `name` (of COURSE_MODELS, SECOND_INSTANCES or BASELINES)."""
+    recipe(name)  # an unknown name: a KeyError naming the choices
     state, meta = load_checkpoint(Path(folder) / name)
     model = course_cnn()
     model.load_state_dict(state)
@@ -92,15 +119,17 @@ def load_course_model(name, folder=CHECKPOINT_DIR):
 
 def retrain_course_models(folder=CHECKPOINT_DIR, names=tuple(COURSE_MODELS), data=None):
     """Train the course models again (TRAINING's settings) and write them to folder/<name>/ (model.npz +
-    meta.json). About 40 s for the standard network and 4 min for each β network on one core."""
+    meta.json). About 40 s for the standard network and 4 min for each β network on one core.
+    names: of COURSE_MODELS (the default: all of them), SECOND_INSTANCES or BASELINES."""
     data = load_course_data() if data is None else data
     for name in names:
-        method, settings = COURSE_MODELS[name]
+        method, settings, seed = recipe(name)
         history = {"step": [], "clean": [], "attacked": []}
-        model = train(method, data.train, TRAINING["steps"], seed=TRAINING["seed"],
+        model = train(method, data.train, TRAINING["steps"], seed=seed,
                       batch_size=TRAINING["batch_size"], lr=TRAINING["lr"],
                       callback=lambda step, model: record(history, step, model, data.val), **settings)
-        meta = {"name": name, "method": method, "settings": settings, "model": CNN_SIZE, "training": TRAINING,
+        meta = {"name": name, "method": method, "settings": settings, "model": CNN_SIZE,
+                "training": {**TRAINING, "seed": seed},
                 "data": data.info["sizes"], "attack_zeta": RECORD_ATTACK_ZETA, "history": history,
                 "test_accuracy": accuracy(model, data.test)}
         save_checkpoint(Path(folder) / name, model, meta)
