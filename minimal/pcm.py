@@ -46,6 +46,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .autodiff import no_grad
+from .cli import progress_bar
 from .kernels import conv as conv_kernels
 
 G_MAX = 25.0          # µS, the largest target conductance
@@ -333,3 +334,15 @@ class PCMModel:
             x, y = split.x[start:start + batch_size], split.y[start:start + batch_size]
             correct += int((self.logits(x, t, rng, params).argmax(axis=1) == y).sum())
         return correct / len(split)
+
+
+def chip_accuracies(model, split, times, rngs, batch_size=200, desc=None):
+    """Fig. 4's measurement: accuracies (chips, times). Chip k is programmed once from rngs[k] (programming noise
+    and drift exponents drawn once) and read at every time since programming, as one device would age."""
+    accuracies = np.empty((len(rngs), len(times)))
+    for chip_index in progress_bar(range(len(rngs)), desc=desc, unit="chip"):
+        rng = rngs[chip_index]
+        chip = PCMModel(model, rng)
+        for column, t in enumerate(times):
+            accuracies[chip_index, column] = chip.accuracy(split, t, rng, batch_size)
+    return accuracies

@@ -428,9 +428,9 @@ def test_bad_arguments_exit_2_with_one_line(args, message, capsys):
 def test_command_line_exit_codes(tmp_path):
     run = [sys.executable, "-m", "minimal.evaluate", "mismatch", "--checkpoint", str(tmp_path / "none")]
     missing = subprocess.run(run, capture_output=True, text=True, timeout=120)
-    bad = subprocess.run(run + ["--split", "train"], capture_output=True, text=True, timeout=120)
+    bad = subprocess.run(run + ["--split", "holdout"], capture_output=True, text=True, timeout=120)
     assert missing.returncode == 1 and len(missing.stderr.strip().splitlines()) == 1
-    assert bad.returncode == 2 and "invalid choice: 'train'" in bad.stderr
+    assert bad.returncode == 2 and "invalid choice: 'holdout'" in bad.stderr
 
 
 def test_cli_pcm_over_time(checkpoints, tmp_path, capsys):

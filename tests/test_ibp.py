@@ -101,7 +101,7 @@ def test_missing_checkpoint_is_one_line_and_exit_code_1(tmp_path, capsys):
 def test_bad_arguments_exit_with_code_2(ecg_checkpoint, capsys):
     for argv in (["--checkpoint", ecg_checkpoint, "--zetas", "-1"],
                  ["--checkpoint", ecg_checkpoint, "--label", "a", "--label", "b"],
-                 ["--checkpoint", ecg_checkpoint, "--split", "train"]):
+                 ["--checkpoint", ecg_checkpoint, "--split", "holdout"]):
         with pytest.raises(SystemExit) as exit_info:
             evaluate.main(["ibp", *argv])
         assert exit_info.value.code == 2

@@ -8,7 +8,7 @@ from .. import plots
 from ..cli import positive_int, progress_bar
 from ..data.common import fixed_subset
 from ..io import format_table
-from ..nn.lsnn import LSNN
+from ..nn.lsnn import LSNN, membrane_histogram
 from .common import FORWARD_BATCH, EvaluationError, add_common_options, checkpoint_record, load_checkpoints, write_outputs
 
 NAME = "membrane"
@@ -31,28 +31,6 @@ def add_arguments(membrane):
 def check_arguments(parser, args):
     if args.range and args.range[0] >= args.range[1]:
         parser.error(f"--range LOW HIGH needs LOW < HIGH, got {args.range[0]:g} {args.range[1]:g}")
-
-
-def membrane_histogram(model, split, bin_edges, batch_size=250):
-    """Histogram of (V − B)/B over every sample, time step and neuron of the split (Fig. S10).
-
-    (V − B)/B is the membrane potential V measured from the adaptive threshold B in units of B: 0 is the
-    threshold, and |(V − B)/B| < 1 is where the surrogate gradient (Eq. 4) is nonzero, the band in which a small
-    change of the weights can add or remove a spike. Dividing by B also makes neurons whose thresholds have
-    adapted to different heights comparable.
-
-    Returns the density (counts / (all values · bin width): the area under it is the fraction of values inside
-    the edges), the fraction near threshold (|(V − B)/B| < 1) and the fraction outside the edges.
-    """
-    counts, near, total = np.zeros(len(bin_edges) - 1), 0, 0
-    for start in range(0, len(split), batch_size):
-        state = model.record_state(split.x[start:start + batch_size])
-        relative = (state["v"] - state["threshold"]) / state["threshold"]
-        counts += np.histogram(relative, bin_edges)[0]
-        near += np.count_nonzero(np.abs(relative) < 1)
-        total += relative.size
-    return {"density": counts / (total * np.diff(bin_edges)), "near_threshold": near / total,
-            "outside": 1 - counts.sum() / total}
 
 
 def membrane_range(checkpoints, batch_size):

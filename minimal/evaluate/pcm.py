@@ -7,11 +7,11 @@ import time
 import numpy as np
 
 from .. import plots
-from ..cli import add_list_option, positive_int, progress_bar
+from ..cli import add_list_option, positive_int
 from ..io import format_table
 from ..metrics import accuracy
 from ..nn.lsnn import LSNN
-from ..pcm import PCMModel
+from ..pcm import chip_accuracies
 from ..robust.mismatch import summarise
 from .common import (FORWARD_BATCH, EvaluationError, add_common_options, checkpoint_record, format_cell, generator,
                      load_checkpoints, write_outputs)
@@ -41,18 +41,6 @@ def check_arguments(parser, args):
     args.times = sorted(set(args.times))
 
 
-def pcm_accuracies(checkpoint, times, repeats, seed, batch_size):
-    """accuracies (repeats, times): each repeat programs a new simulated chip (programming noise and drift
-    exponents drawn once) and reads that same chip at every time since programming, as one device would age."""
-    accuracies = np.empty((repeats, len(times)))
-    for repeat in progress_bar(range(repeats), desc=f"{checkpoint.label}: PCM chips", unit="chip"):
-        rng = generator(seed, repeat)
-        chip = PCMModel(checkpoint.model, rng)
-        for column, t in enumerate(times):
-            accuracies[repeat, column] = chip.accuracy(checkpoint.split, t, rng, batch_size)
-    return accuracies
-
-
 def format_time(seconds):
     """25 s, 1 h, 1 d, 30 d, 1 y: the paper's time axis in words."""
     for unit, size in (("y", 31536000), ("d", 86400), ("h", 3600)):
@@ -73,7 +61,9 @@ def run(args):
     results, curves, float_accuracies = [], {}, {}
     for checkpoint in checkpoints:
         start = time.perf_counter()
-        accuracies = pcm_accuracies(checkpoint, args.times, args.repeats, args.seed, args.batch_size)
+        rngs = [generator(args.seed, repeat) for repeat in range(args.repeats)]
+        accuracies = chip_accuracies(checkpoint.model, checkpoint.split, args.times, rngs, args.batch_size,
+                                     desc=f"{checkpoint.label}: PCM chips")
         seconds = time.perf_counter() - start
         float_accuracies[checkpoint.label] = accuracy(checkpoint.model, checkpoint.split, args.batch_size)
         summaries = [summarise(accuracies[:, column]) for column in range(len(args.times))]
