@@ -13,6 +13,10 @@ import numpy as np
 from tqdm import tqdm
 
 EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130   # 130 = 128 + SIGINT, what a shell reports for Ctrl-C
+# the variables that set numba's and the BLAS libraries' thread counts; a child process started with each at "1"
+# runs on one core (the sweep's jobs on a scheduler, evaluate's --jobs cells, the notebook tests)
+SINGLE_THREADED = {name: "1" for name in ("NUMBA_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
+                                          "MKL_NUM_THREADS")}
 
 
 class OneLineErrorParser(argparse.ArgumentParser):

@@ -34,8 +34,8 @@ from dataclasses import dataclass
 from itertools import product
 
 from . import run_folder, train
-from .cli import (CommandError, OneLineErrorParser, UsageError, add_list_option, nonnegative_int, positive_int,
-                  run_reporting_errors)
+from .cli import (SINGLE_THREADED, CommandError, OneLineErrorParser, UsageError, add_list_option, nonnegative_int,
+                  positive_int, run_reporting_errors)
 from .io import atomic_save_json, read_json
 from .report import write_report_section
 from .robust.methods import METHODS
@@ -209,11 +209,6 @@ def run_logged(command, log_path, folder=None, environment=None):
         code = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, cwd=folder,
                               env={**os.environ, **(environment or {})}).returncode
     return code, time.time() - start
-
-
-# what minimal.evaluate's single_threaded_children sets too (not imported from there: it loads slowly)
-SINGLE_THREADED = {name: "1" for name in ("NUMBA_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
-                                          "MKL_NUM_THREADS")}
 
 
 @contextmanager

@@ -13,29 +13,9 @@ import pytest
 from minimal import evaluate, sweep
 from minimal import train as train_module
 from minimal.cli import EXIT_INTERRUPTED
-from minimal.data.common import Split, TaskData
-from minimal.nn.layers import Linear
-from minimal.nn.module import Module, load_checkpoint
+from minimal.nn.module import load_checkpoint
 from minimal.tasks import TASKS, Task
-
-
-class TinyNet(Module):
-    def __init__(self, rng):
-        self.fc = Linear(4, 3, rng)
-
-    def forward(self, x, params=None):
-        p = self.parameter_dict(params)
-        return x @ p["fc.weight"] + p["fc.bias"]
-
-
-def tiny_data(data_dir, seed):
-    rng = np.random.default_rng(seed)
-    centres = np.eye(3, 4, dtype=np.float32) * 4
-
-    def split(n):
-        y = rng.integers(0, 3, n)
-        return Split((centres[y] + rng.standard_normal((n, 4))).astype(np.float32), y)
-    return TaskData(split(300), split(60), split(60), ("a", "b", "c"), "synthetic blobs")
+from synthetic import TinyNet, tiny_data
 
 
 @pytest.fixture(autouse=True)

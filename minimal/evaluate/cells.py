@@ -11,6 +11,7 @@ from multiprocessing import get_context
 
 import numpy as np
 
+from ..cli import SINGLE_THREADED
 from ..io import atomic_save_json
 from ..robust.mismatch import mismatch_accuracies
 from .common import generator
@@ -89,15 +90,14 @@ def load_finished_cells(path):
         return {}
 
 
-THREAD_VARIABLES = ("NUMBA_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 @contextmanager
 def single_threaded_children():
     """Processes started inside this block run numba and BLAS on one thread (a fresh interpreter reads these
     variables when it imports them); this process's own environment is restored afterwards."""
-    saved = {name: os.environ.get(name) for name in THREAD_VARIABLES}
-    os.environ.update({name: "1" for name in THREAD_VARIABLES})
+    saved = {name: os.environ.get(name) for name in SINGLE_THREADED}
+    os.environ.update(SINGLE_THREADED)
     try:
         yield
     finally:
