@@ -197,6 +197,24 @@ def test_fused_path_equals_reference_path_with_the_same_dropout_mask():
 
 
 @pytest.mark.parametrize("path", ["fused", "reference"])
+def test_kept_spikes_weigh_one_over_one_minus_p_while_training(path, monkeypatch):
+    """Inverted dropout: with every neuron kept, training with p equals evaluating with W_rec and W_out scaled
+    by 1/(1 − p); the firing-rate regulariser sees the spikes the neurons fired, unscaled."""
+    p = 0.3
+    model = dropout_model(n_hidden=14, p=p)
+    keep_all = lambda n_batch, rng: None if rng is None else np.ones((n_batch, 14), bool)  # noqa: E731
+    monkeypatch.setattr(model, "dropout_mask", keep_all)
+    x = spiking_inputs(4, 30, 2)
+    logits, rate_loss = model(x, path=path, return_rate_loss=True, rng=np.random.default_rng(0))
+    scaled = {"w_rec": Tensor(model.w_rec.data / (1 - p)), "w_out": Tensor(model.w_out.data / (1 - p))}
+    want_logits, _ = model(x, scaled, path=path, return_rate_loss=True)
+    np.testing.assert_allclose(logits.data, want_logits.data, rtol=1e-12, atol=1e-12)
+    recurrent_only = {"w_rec": scaled["w_rec"]}
+    _, want_rate_loss = model(x, recurrent_only, path=path, return_rate_loss=True)
+    np.testing.assert_allclose(rate_loss.data, want_rate_loss.data, rtol=1e-12)
+
+
+@pytest.mark.parametrize("path", ["fused", "reference"])
 def test_a_dropped_neuron_gets_no_input_gradient(path):
     """One sample: the neurons its mask drops have zero spikes whatever their membrane does, so no gradient."""
     model = dropout_model(n_hidden=16)
