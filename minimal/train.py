@@ -15,8 +15,8 @@ import time
 
 import numpy as np
 
-from .cli import (EXIT_ERROR, CommandError, OneLineErrorParser, nonnegative_int, positive_float, positive_int,
-                  progress_bar, run_reporting_errors)
+from .cli import (EXIT_ERROR, CommandError, OneLineErrorParser, UsageError, nonnegative_int, positive_float,
+                  positive_int, progress_bar, run_reporting_errors)
 from .data.common import DataNotFoundError, fixed_subset, iterate_minibatches
 from .metrics import accuracy
 from .nn.module import load_checkpoint, save_checkpoint
@@ -86,6 +86,8 @@ def add_method_options(parser):
             defaults.setdefault(name, (value, []))[1].append(method)
     for name, (value, methods) in sorted(defaults.items()):
         kind = {bool: parse_bool, int: positive_int, str: str}.get(type(value), float)
+        if name == "warmup_epochs":
+            kind = nonnegative_int
         choices = TEXT_CHOICES.get(name)
         group.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, default=None, choices=choices,
                            help=f"used by {', '.join(methods)} (paper: {value})")
@@ -148,6 +150,14 @@ def exploded_loss(num_classes):
     return 100 * math.log(num_classes)
 
 
+def method_of_epoch(settings, epoch):
+    """The training step of this epoch: the standard one during the method's warm-up epochs (AWP, ABCD: see
+    minimal.robust.methods), the method's own after them."""
+    if epoch < settings.get("warmup_epochs", 0):
+        return METHODS["standard"]
+    return METHODS[settings["method"]]
+
+
 def train_one_epoch(model, method, optimizer, data, settings, rng, steps_left, epoch):
     """One pass over the training split (or fewer steps if the step budget ends). Returns (steps, mean loss)."""
     batches = iterate_minibatches(data.train, settings["batch_size"], rng)
@@ -208,6 +218,9 @@ def train(settings, data_dir=None, log=print):
     and a finished run is returned as it is. Without it, a folder holding a run is refused unless
     settings["overwrite"].
     """
+    if settings.get("warmup_epochs", 0) >= settings["epochs"]:
+        raise UsageError(f"--warmup-epochs {settings['warmup_epochs']} leaves none of the {settings['epochs']} "
+                         f"epochs to {settings['method']}")
     finished = check_output_folder(settings)
     if finished:
         log(f"{settings['out']} is already finished (test accuracy {finished['test_acc']:.4f}); "
@@ -244,8 +257,8 @@ def run_epochs(settings, model, optimizer, data, rng, meta, start, log):
             break
         optimizer.lr = schedule(epoch)
         try:
-            done, train_loss = train_one_epoch(model, METHODS[settings["method"]], optimizer, data, settings,
-                                               rng, budget - meta["steps"], epoch)
+            done, train_loss = train_one_epoch(model, method_of_epoch(settings, epoch), optimizer, data,
+                                               settings, rng, budget - meta["steps"], epoch)
         except TrainingDiverged as error:
             raise TrainingDiverged(f"{error}; stopping: {last_good_checkpoint(settings, meta)}") from None
         meta["steps"] += done
@@ -255,15 +268,16 @@ def run_epochs(settings, model, optimizer, data, rng, meta, start, log):
                                 "mean_abs_weight": mean_weight_magnitude(model),
                                 **attacked_validation(model, validation, settings, epoch),
                                 "seconds": round(time.time() - start, 1)})
-        improved = val_acc > meta["best_val_acc"]
+        warming_up = epoch < settings.get("warmup_epochs", 0)
+        improved = val_acc > meta["best_val_acc"] and not warming_up   # a warm-up network is not the method's
         if improved:
             meta["best_epoch"], meta["best_val_acc"] = epoch + 1, val_acc
             save_checkpoint(settings["out"], model, meta)
         save_resume_point(settings["out"], model, optimizer, rng, meta)
         attacked = meta["history"][-1].get("val_acc_attacked")
         under_attack = f", under attack ζ {settings['val_attack']:g}: {attacked:.4f}" if attacked is not None else ""
-        log(f"epoch {epoch + 1}: train loss {train_loss:.4f}, val acc {val_acc:.4f}{under_attack}"
-            f"{' (best, saved)' if improved else ''}, {time.time() - start:.0f} s")
+        log(f"epoch {epoch + 1}{' (warm-up: standard steps)' if warming_up else ''}: train loss {train_loss:.4f}, "
+            f"val acc {val_acc:.4f}{under_attack}{' (best, saved)' if improved else ''}, {time.time() - start:.0f} s")
 
 
 def mean_weight_magnitude(model):
@@ -292,6 +306,10 @@ def last_good_checkpoint(settings, meta):
 
 def finish(settings, model, data, meta, start, log):
     """Reload the best checkpoint, measure its test accuracy, and write it into meta.json."""
+    if "best_epoch" not in meta:   # only possible when a step budget ends inside the warm-up
+        raise CommandError(f"training stopped during the {settings['warmup_epochs']} warm-up epoch(s) of standard "
+                           f"steps: there is no {settings['method']} network to save; give more --max-steps or "
+                           f"--warmup-epochs 0")
     state, _ = load_checkpoint(settings["out"])
     model.load_state_dict(state)
     meta["test_acc"] = accuracy(model, data.test, desc="test")
