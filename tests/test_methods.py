@@ -226,3 +226,23 @@ def test_the_constant_box_trains_through_beta_with_jacobian_one():
     relative = gradients_after(METHODS["beta"], model, x, y, config={"attack_steps": 2})
     constant = gradients_after(METHODS["beta"], model, x, y, config={"attack_steps": 2, "attack_box": "constant"})
     assert np.isfinite(constant[0]) and constant[0] != relative[0]
+
+
+def test_awp_descends_from_gamma_times_the_attack_displacement(monkeypatch):
+    """AWP's point is Θ + γ(Θ* − Θ), Θ* from PGA in the box ζ_attack|Θ| (the authors' code): every entry moves by at
+    most γ·ζ_attack·|Θ|, and some move by more than half of it (the attack is not a no-op)."""
+    from minimal.robust import methods
+    model, (x, y) = tiny_cnn(), blobs(n=12)
+    theta = {name: value.copy() for name, value in methods.parameter_arrays(model).items()}
+    seen = []
+    original = methods.natural_loss_and_gradients
+    monkeypatch.setattr(methods, "natural_loss_and_gradients",
+                        lambda model, x, y, params: seen.append(params) or original(model, x, y, params))
+    METHODS["awp"](model, x, y, np.random.default_rng(0), {"awp_gamma": 0.5, "zeta_attack": 0.2})
+    point = seen[-1]
+    largest_share = 0.0
+    for name, value in theta.items():
+        moved = np.abs(point[name] - value)
+        assert np.all(moved <= 0.5 * 0.2 * np.abs(value) + 1e-6), name
+        largest_share = max(largest_share, float(np.max(moved / (0.1 * np.abs(value) + 1e-12))))
+    assert largest_share > 0.5

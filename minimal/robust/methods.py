@@ -43,8 +43,7 @@ METHOD_DEFAULTS = {
     "beta": {"beta_rob": 0.25, **ROBUST_DEFAULTS},
     "forward_noise_beta": {"eta_train": 0.3, "train_noise": "relative", "beta_rob": 0.1, **ROBUST_DEFAULTS},
     "dropout": {"dropout": 0.3},
-    "awp": {"awp_gamma": 0.1, "attack_steps": 10, "attack_epsilon": 0.001, "awp_input_epsilon": 0.0,
-            "warmup_epochs": 1},
+    "awp": {"awp_gamma": 0.1, **ATTACK_DEFAULTS, "awp_input_epsilon": 0.0, "warmup_epochs": 1},
     "amp": {"amp_epsilon": 0.005, "amp_inner_lr": 1.0, "amp_steps": 1},
     "abcd": {"abcd_rounds": 2, "abcd_eta_ascent": 0.1, "zeta_attack": 0.1, "warmup_epochs": 1},
     "entropy_sgd": {"langevin_steps": 10, "langevin_lr": 0.1, "esgd_gamma": 0.01, "esgd_gamma_growth": 0.001,
@@ -189,9 +188,12 @@ def dropout(model, x, y, rng, config):
 
 
 def awp(model, x, y, rng, config):
-    """AWP, adapted to mismatch as in the paper: PGA on the task loss L_nat (Algorithm 1's loop, objective
-    cross-entropy) in the magnitude-relative box |ΔΘ| ≤ γ|Θ|; the gradient of L_nat at Θ + ΔΘ is applied to Θ
-    (ΔΘ treated as a constant). Returns L_nat at Θ + ΔΘ.
+    """AWP, adapted to mismatch as in the paper: Θ* from PGA on the task loss L_nat (Algorithm 1's loop with the
+    cross-entropy as objective, in the magnitude-relative box ζ_attack|Θ|), then the perturbation AWP trains
+    against is ΔΘ = γ·(Θ* − Θ), so |ΔΘ| ≤ γ·ζ_attack·|Θ| (0.01|Θ| with the paper's γ = 0.1, ζ_attack = 0.1),
+    as in the authors' code (Θ_AWP = Θ + γ(Θ* − Θ)); the gradient of L_nat at Θ + ΔΘ is applied to Θ (ΔΘ
+    treated as a constant). Returns L_nat at Θ + ΔΘ. (With the box γ|Θ| itself, ten times larger, the F-MNIST
+    CNN fell from 88 % to 77 % validation accuracy within 50 steps after a warm-up epoch.)
 
     With awp_input_epsilon = ε_pga > 0 the inputs are attacked first, as in Wu et al.: X* from PGA on the inputs
     in the l∞ ball ‖X* − X‖∞ ≤ ε_pga (attack.pga_on_inputs), and both the weight attack and the gradient use X*
@@ -199,9 +201,12 @@ def awp(model, x, y, rng, config):
     settings = hyperparameters("awp", config)
     if settings["awp_input_epsilon"] > 0:
         x = pga_on_inputs(model, x, y, settings["awp_input_epsilon"], settings["attack_steps"])
-    result = pga_attack(model, x, cross_entropy_objective(y), rng, zeta=settings["awp_gamma"],
+    result = pga_attack(model, x, cross_entropy_objective(y), rng, zeta=settings["zeta_attack"],
                         attack_steps=settings["attack_steps"], epsilon=settings["attack_epsilon"])
-    loss, gradients = natural_loss_and_gradients(model, x, y, result.theta_star)
+    theta = result.theta
+    perturbed = {name: theta[name] + settings["awp_gamma"] * (result.theta_star[name] - theta[name])
+                 for name in theta}                                           # Θ + γ(Θ* − Θ)
+    loss, gradients = natural_loss_and_gradients(model, x, y, perturbed)
     set_gradients(model, gradients)
     return loss
 
