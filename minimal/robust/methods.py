@@ -45,7 +45,8 @@ METHOD_DEFAULTS = {
     "dropout": {"dropout": 0.3},
     "awp": {"awp_gamma": 0.1, **ATTACK_DEFAULTS, "awp_input_epsilon": 0.0, "warmup_epochs": 1},
     "amp": {"amp_epsilon": 0.005, "amp_inner_lr": 1.0, "amp_steps": 1},
-    "abcd": {"abcd_rounds": 2, "abcd_eta_ascent": 0.1, "zeta_attack": 0.1, "warmup_epochs": 1},
+    # η_A 0.001: the authors' Table 1 runs (their methods experiment) override their default 0.1 with 0.001
+    "abcd": {"abcd_rounds": 2, "abcd_eta_ascent": 0.001, "zeta_attack": 0.1, "warmup_epochs": 1},
     "entropy_sgd": {"langevin_steps": 10, "langevin_lr": 0.1, "esgd_gamma": 0.01, "esgd_gamma_growth": 0.001,
                     "langevin_noise": 1e-4, "langevin_average": 0.75, "langevin_momentum": 0.9, "nesterov": True},
     "sam": {"sam_rho": 0.05},
