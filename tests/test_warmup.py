@@ -48,10 +48,10 @@ def test_warm_up_epochs_take_the_standard_step_and_are_not_saved(method, tmp_pat
     assert meta["best_epoch"] >= 2 and meta["settings"]["warmup_epochs"] == 1
 
 
-def test_the_default_warm_up_of_awp_is_one_epoch(tmp_path, capsys):
+def test_no_warm_up_by_default(tmp_path, capsys):
     code, output = main(capsys, "--method", "awp", "--out", str(tmp_path / "run"))
     assert code == 0, output.err
-    assert output.out.count("warm-up") == 1
+    assert "warm-up" not in output.out
 
 
 def test_a_warm_up_as_long_as_training_is_a_usage_error(tmp_path, capsys):
@@ -62,7 +62,8 @@ def test_a_warm_up_as_long_as_training_is_a_usage_error(tmp_path, capsys):
 
 
 def test_a_step_budget_that_ends_in_the_warm_up_saves_nothing_and_says_why(tmp_path, capsys):
-    code, output = main(capsys, "--method", "awp", "--max-steps", "3", "--out", str(tmp_path / "run"))
+    code, output = main(capsys, "--method", "awp", "--max-steps", "3", "--warmup-epochs", "1",
+                        "--out", str(tmp_path / "run"))
     assert code == 1 and len(output.err.strip().splitlines()) == 1
     assert "during the 1 warm-up epoch(s)" in output.err and "--warmup-epochs 0" in output.err
     code, output = main(capsys, "--method", "awp", "--max-steps", "3", "--warmup-epochs", "0",

@@ -18,10 +18,10 @@ paper), else METHOD_DEFAULTS.
     entropy_sgd          Entropy-SGD (Chaudhari et al. 2019): Langevin inner loop, outer gradient Θ − μ
     sam                  sharpness-aware minimisation (Foret et al. 2021), a modern peer of AWP/AMP
 
-warmup_epochs (AWP, ABCD): the training loop takes the standard step for that many first epochs. From fresh
-weights both adversaries make the early steps useless: AWP on the F-MNIST CNN stayed at chance (loss ln 10 after
-40 steps; its Θ + ΔΘ has no useful gradient), ABCD diverged on the course CNN. The authors' code has the same
-switch (`warmup`), and Wu et al. start AWP after warm-up epochs too.
+warmup_epochs (AWP, ABCD): the training loop takes the standard step for that many first epochs (default 0, as
+the authors' `warmup`; Wu et al. warm AWP up). With the authors' sizes both train from fresh weights (F-MNIST CNN,
+50 steps: AWP 72.8 %, ABCD 74.0 % validation accuracy); with adversaries ten or a hundred times stronger (AWP's box
+γ|Θ|, ABCD's η_A 0.1) they did not (AWP stayed at chance, ABCD went to NaN), and a warm-up is the usual remedy.
 """
 import numpy as np
 
@@ -43,10 +43,10 @@ METHOD_DEFAULTS = {
     "beta": {"beta_rob": 0.25, **ROBUST_DEFAULTS},
     "forward_noise_beta": {"eta_train": 0.3, "train_noise": "relative", "beta_rob": 0.1, **ROBUST_DEFAULTS},
     "dropout": {"dropout": 0.3},
-    "awp": {"awp_gamma": 0.1, **ATTACK_DEFAULTS, "awp_input_epsilon": 0.0, "warmup_epochs": 1},
+    "awp": {"awp_gamma": 0.1, **ATTACK_DEFAULTS, "awp_input_epsilon": 0.0, "warmup_epochs": 0},
     "amp": {"amp_epsilon": 0.005, "amp_inner_lr": 1.0, "amp_steps": 1},
     # η_A 0.001: the authors' Table 1 runs (their methods experiment) override their default 0.1 with 0.001
-    "abcd": {"abcd_rounds": 2, "abcd_eta_ascent": 0.001, "zeta_attack": 0.1, "warmup_epochs": 1},
+    "abcd": {"abcd_rounds": 2, "abcd_eta_ascent": 0.001, "zeta_attack": 0.1, "warmup_epochs": 0},
     "entropy_sgd": {"langevin_steps": 10, "langevin_lr": 0.1, "esgd_gamma": 0.01, "esgd_gamma_growth": 0.001,
                     "langevin_noise": 1e-4, "langevin_average": 0.75, "langevin_momentum": 0.9, "nesterov": True},
     "sam": {"sam_rho": 0.05},
