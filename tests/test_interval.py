@@ -334,6 +334,7 @@ def point_logits(model, x, params, path):
 MODELS = {  # name: (model, inputs, keyword arguments of the forward pass)
     "cnn": (small_cnn, lambda rng: rng.random((3, 1, 10, 10)), {}),
     "lsnn": (small_lsnn, lambda rng: 2 * rng.standard_normal((3, 12, 2)), {"path": "reference"}),
+    "lsnn fused": (small_lsnn, lambda rng: 2 * rng.standard_normal((3, 12, 2)), {"path": "fused"}),
 }
 
 
@@ -417,7 +418,48 @@ def test_lsnn_accepts_a_mix_of_interval_and_point_parameters():
     assert np.any(bounds.width > 0)
 
 
-def test_lsnn_fused_path_refuses_intervals():
+def test_lsnn_fused_path_refuses_interval_inputs():
     model = small_lsnn(0)
-    with pytest.raises(ValueError, match="points only; use path='reference'"):
-        model(np.zeros((1, 3, 2)), {"w_in": Interval.weight_box(model.w_in.data, 0.1)})
+    with pytest.raises(ValueError, match="point inputs only; use path='reference'"):
+        model(Interval.point(np.zeros((1, 3, 2))), {"w_in": Interval.weight_box(model.w_in.data, 0.1)})
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("zeta", [0.0, 1e-4, 1e-2, 0.1])
+def test_lsnn_fused_interval_kernel_equals_the_reference_interval_pass_bit_for_bit(dtype, zeta):
+    """kernels/lsnn_interval.py does the reference path's float operations in the same order. 37 neurons, 5 samples
+    (odd; two threads split them 3 + 2), enough input that spikes are sure, possible and refractory."""
+    model = LSNN(np.random.default_rng(0), 3, 4, num_hidden=37, dtype=dtype)
+    x = (3 * np.random.default_rng(1).standard_normal((5, 40, 3))).astype(dtype)
+    boxes = {name: Interval.weight_box(p.data, zeta) for name, p in model.named_parameters()}
+    with no_grad():
+        reference, fused = model(x, boxes, path="reference"), model(x, boxes)
+        spikes = model.reference_spikes(x, boxes["w_in"], boxes["w_rec"] * model.off_diagonal)
+    assert fused.dtype == dtype
+    np.testing.assert_array_equal(fused.lo, reference.lo)
+    np.testing.assert_array_equal(fused.hi, reference.hi)
+    if zeta > 0:
+        assert np.any(spikes.lo == 1) and np.any(spikes.hi > spikes.lo), "sure and uncertain spikes both occur"
+
+
+def test_lsnn_fused_interval_kernel_with_a_dropout_mask_equals_the_reference():
+    model = LSNN(np.random.default_rng(0), 3, 4, num_hidden=23, dropout=0.3)
+    x = (3 * np.random.default_rng(1).standard_normal((4, 30, 3))).astype(np.float32)
+    boxes = {name: Interval.weight_box(p.data, 1e-2) for name, p in model.named_parameters()}
+    with no_grad():     # training mode with an rng: one dropout mask per sample, the same from the same seed
+        reference = model(x, boxes, path="reference", rng=np.random.default_rng(2))
+        fused = model(x, boxes, rng=np.random.default_rng(2))
+    np.testing.assert_array_equal(fused.lo, reference.lo)
+    np.testing.assert_array_equal(fused.hi, reference.hi)
+
+
+def test_lsnn_fused_interval_kernel_with_a_mix_of_interval_and_point_parameters():
+    """W_in a point: the reference multiplies x_t W_in with BLAS, the kernel row by row: equal up to rounding."""
+    model = small_lsnn(0)
+    x = 2 * np.random.default_rng(1).standard_normal((3, 12, 2))
+    box = {"w_rec": Interval.weight_box(model.w_rec.data, 0.05)}
+    with no_grad():
+        reference, fused = model(x, box, path="reference"), model(x, box)
+    np.testing.assert_allclose(fused.lo, reference.lo, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(fused.hi, reference.hi, rtol=1e-12, atol=1e-12)
+    assert np.any(fused.width > 0)

@@ -134,6 +134,24 @@ def lsnn_forward(x, w_in, w_rec, rho_v, rho_b, b0, adaptation_strength, dampenin
                          time_reversed(surrogate), rates)
 
 
+def lsnn_rates(x, w_in, w_rec, rho_v, rho_b, b0, adaptation_strength, refractory, event_driven=True,
+               dropout_mask=None):
+    """Only the firing rates r (N, H) of lsnn_forward: for evaluation, where nothing goes backwards.
+
+    The kernel is the same; it gets state arrays of one time row, which every step overwrites (as V when not
+    kept), so it neither fills (N, T, H) arrays of states nor computes ψ (there is no row of ψ to keep): at batch
+    1000 these arrays would be 230 MB, written once and never read."""
+    n_batch, n_hidden = x.shape[0], w_rec.shape[0]
+    mask = np.ones((n_batch, n_hidden), np.bool_) if dropout_mask is None else np.ascontiguousarray(dropout_mask,
+                                                                                                    np.bool_)
+    one_row = (n_batch, 1, n_hidden)
+    rates = np.empty((n_batch, n_hidden), x.dtype)
+    forward_kernel(x, w_in, w_rec, rho_v, rho_b, b0, adaptation_strength, x.dtype.type(0), refractory, event_driven,
+                   mask, np.empty(one_row, x.dtype), np.empty(one_row, x.dtype), np.empty(one_row, np.bool_),
+                   np.empty(one_row, x.dtype), rates)
+    return rates
+
+
 def time_reversed(a):
     """a[:, ::-1] for arrays (N, T, …): a view, no copy; for the view lsnn_forward returns, the stored array."""
     return a[:, ::-1]
@@ -143,10 +161,12 @@ def time_reversed(a):
 def forward_kernel(x, w_in, w_rec, rho_v, rho_b, b0, adaptation_strength, dampening, refractory, event_driven,
                    dropout_mask, v_trace, threshold, spikes, surrogate, rates):
     """lsnn_forward's loops; fills threshold, spikes, surrogate and v_trace, step t in row T − 1 − t, and rates.
-    A v_trace with one time row instead of T keeps only the last V (cheaper than an `if` in the loop)."""
+    A v_trace with one time row instead of T keeps only the last V (cheaper than an `if` in the loop); state arrays
+    (threshold, spikes, surrogate) of one row keep only the last step, and ψ is then not computed (lsnn_rates)."""
     n_batch, n_steps, n_inputs = x.shape
     n_hidden = w_rec.shape[0]
     keep_v = v_trace.shape[1] == n_steps
+    keep_states = threshold.shape[1] == n_steps
     zero, one = x.dtype.type(0), x.dtype.type(1)    # Python 0 and 1 would turn float32 maths into float64 (no SIMD)
     refractory = x.dtype.type(refractory)           # steps are counted in the data's dtype too (exact, and SIMD)
     for n in prange(n_batch):
@@ -173,7 +193,8 @@ def forward_kernel(x, w_in, w_rec, rho_v, rho_b, b0, adaptation_strength, dampen
                         synaptic[j] += z[k] * w_rec[k, j]
             row = n_steps - 1 - t                   # stored backwards in time (see STORED BACKWARDS IN TIME)
             v_t = v_trace[n, row if keep_v else 0]  # not kept: one row that every step overwrites
-            threshold_t, z_t, psi_t = threshold[n, row], spikes[n, row], surrogate[n, row]
+            state_row = row if keep_states else 0
+            threshold_t, z_t, psi_t = threshold[n, state_row], spikes[n, state_row], surrogate[n, state_row]
             for j in range(n_hidden):
                 v[j] = rho_v * v[j] + (one - rho_v) * synaptic[j] - z[j] * threshold_now[j]
                 b[j] = rho_b * b[j] + (one - rho_b) * z[j]
@@ -185,7 +206,8 @@ def forward_kernel(x, w_in, w_rec, rho_v, rho_b, b0, adaptation_strength, dampen
                 v_t[j] = v[j]
                 threshold_t[j] = threshold_now[j]
                 z_t[j] = fires
-                psi_t[j] = surrogate_derivative(v[j], threshold_now[j], allowed, dampening)
+                if keep_states:
+                    psi_t[j] = surrogate_derivative(v[j], threshold_now[j], allowed, dampening)
             for j in range(n_hidden):
                 spike_count[j] += z[j]
             n_spiked = active_indices(z, spiked)

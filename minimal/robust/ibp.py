@@ -21,7 +21,6 @@ import numpy as np
 from ..autodiff import no_grad
 from ..cli import progress_bar
 from ..interval import Interval
-from ..nn.lsnn import LSNN
 
 
 def weight_boxes(model, zeta):
@@ -31,10 +30,9 @@ def weight_boxes(model, zeta):
 
 def interval_logits(model, x, params_intervals):
     """Interval logits (N, classes) of `model` on the point inputs x, its parameters given as Intervals. The LSNN
-    runs its reference path: the fused kernel computes points only."""
+    runs its fused interval kernel (kernels/lsnn_interval.py), which computes what its reference path computes on
+    Intervals (the same bounds, tested bit for bit) ~4 times faster."""
     with no_grad():
-        if isinstance(model, LSNN):
-            return model(x, params_intervals, path="reference")
         return model(x, params_intervals)
 
 
