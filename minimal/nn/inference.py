@@ -30,9 +30,11 @@ from .lsnn import LSNN
 from .mlp import MLP
 
 # Images per pass through the convolutions. conv2's patch matrix takes 410 KB per image (100 output pixels ×
-# 1024 inputs × 4 bytes): 8 images, 3.3 MB, stay in the CPU's cache between im2col and the product, and the
-# product (800 × 1024 @ 1024 × 64) is still large enough for BLAS to run near full speed.
-CHUNK_IMAGES = 8
+# 1024 inputs × 4 bytes): 16 images, 6.5 MB, stay in the CPU's last-level cache (8 MB here) between im2col and
+# the product, and the product (1600 × 1024 @ 1024 × 64, 0.2 GFLOP) is large enough that handing it to BLAS's
+# threads and back costs little. Measured per 10 000 images, 2 threads on a busy machine: 8 images 21.7 s,
+# 16 images 15.3 s, 32 15.0 s, 125 14.0 s; on one thread 8 to 64 images within 2 % of each other.
+CHUNK_IMAGES = 16
 
 
 class Workspace:
