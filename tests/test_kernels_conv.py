@@ -5,11 +5,14 @@ tests also run with NUMBA_DISABLE_JIT=1 (the kernels then execute as plain Pytho
 """
 import contextlib
 
+import numba
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from minimal.autodiff import Tensor, ops
 from minimal.kernels import conv, conv_reference as reference
+from minimal.nn.cnn import CNN
 
 SETTINGS = settings(max_examples=30, deadline=None)
 TOLERANCE = {np.float64: dict(rtol=1e-10, atol=1e-10), np.float32: dict(rtol=1e-4, atol=1e-4)}
@@ -281,3 +284,24 @@ def test_max_pool_bad_arguments_raise():
         conv.max_pool2d_backward(out, argmax, (2, 4, 6, 6))
     with pytest.raises(ValueError, match="outside"):
         conv.max_pool2d_backward(out, argmax, (2, 3, 2, 2))
+
+
+# ------------------------------------------------------------------------------------------- determinism
+def test_cnn_gradients_are_the_same_on_one_numba_thread_or_two():
+    """A CNN training step's output and gradients, bit for bit, on one numba thread or two: the kernels give whole
+    samples to a thread and cut the batch into chunks by size, never by thread count. (OpenBLAS itself may round
+    differently on another number of BLAS threads, even for a plain x @ W: that is not ours to fix.)"""
+    rng = np.random.default_rng(0)
+    model, x, y = CNN(rng), rng.random((37, 1, 28, 28), dtype=np.float32), rng.integers(0, 10, 37)
+    threads_before, results = numba.get_num_threads(), []
+    try:
+        for threads in sorted({1, numba.config.NUMBA_NUM_THREADS}):
+            numba.set_num_threads(threads)
+            model.zero_grad()
+            logits = model(Tensor(x))
+            ops.cross_entropy(logits, y).backward()
+            results.append([logits.data] + [p.grad.copy() for p in model.parameters()])
+    finally:
+        numba.set_num_threads(threads_before)
+    for first, last in zip(results[0], results[-1]):
+        np.testing.assert_array_equal(first, last)

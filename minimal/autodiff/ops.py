@@ -319,17 +319,21 @@ def dropout(a, p, rng, training=True):
 # ---------------------------------------------------------------------------------------------------- convolution
 def conv2d(x, w, b=None, stride=1, padding=0):
     """2-D convolution (cross-correlation, as in every DL library). x (N,C,H,W), w (F,C,KH,KW), b (F,).
-    stride, padding: an int or an (h, w) pair."""
+    stride, padding: an int or an (h, w) pair. The bias is added inside the kernel (one pass over the output
+    instead of two); its gradient is grad_out summed over samples and pixels."""
     x, w = _operands(x, w)
-    out = conv_kernels.conv2d_forward(x.data, w.data, stride, padding)
+    b = None if b is None else as_tensor(b, like=x)
+    out = conv_kernels.conv2d_forward(x.data, w.data, stride, padding, None if b is None else b.data)
 
     def backward(g):
         if x.requires_grad:
             accumulate_grad(x, conv_kernels.conv2d_backward_input(g, w.data, x.shape[2:], stride, padding))
         if w.requires_grad:
             accumulate_grad(w, conv_kernels.conv2d_backward_weight(g, x.data, w.shape[2:], stride, padding))
-    y = Tensor.from_op(out, (x, w), backward, "conv2d")
-    return y if b is None else add(y, reshape(as_tensor(b, like=x), (1, -1, 1, 1)))
+        if b is not None and b.requires_grad:
+            accumulate_grad(b, g.reshape(g.shape[0], g.shape[1], -1).sum(axis=2).sum(axis=0).reshape(b.shape))
+    parents = (x, w) if b is None else (x, w, b)
+    return Tensor.from_op(out, parents, backward, "conv2d")
 
 
 def max_pool2d(x, kernel_size=2, stride=None, padding=0, ceil_mode=False):

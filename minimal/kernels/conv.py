@@ -3,35 +3,36 @@
 Convolution as a matrix product (im2col)
 ----------------------------------------
 Written from its definition (conv_reference.py) a convolution runs far below what the CPU can do. Instead we
-copy every input patch that one output pixel sees into a column of a "patch matrix" `cols`, and let BLAS do
-all the multiply-adds. With the input zero-padded to (N, C, Hp, Wp) and output size (OH, OW):
+copy the input patch that each output pixel sees into one row of a "patch matrix", and let BLAS do all the
+multiply-adds. The input is first copied channels-last and zero-padded, x_cl (N, Hp, Wp, C), so that one patch
+row is KH runs of KW·C consecutive numbers:
 
-    cols[k, n, p] = x_padded[n, c, oh*SH + kh, ow*SW + kw]
-        k = (c*KH + kh)*KW + kw    which weight of a filter     (C*KH*KW rows)
-        n                          which sample
-        p = oh*OW + ow             which output pixel
+    rows[(n, oh, ow), k] = x_cl[n, oh*SH + kh, ow*SW + kw, c]      k = (kh*KW + kw)*C + c   (C*KH*KW columns)
+    W2[f, k]             = w[f, c, kh, kw]                         the filters in the same (kh, kw, c) order
 
-Viewed as a matrix, cols is (C*KH*KW, N*OH*OW): one column per (sample, output pixel). With the filters as
-the rows of W2 = w.reshape(F, C*KH*KW) and G2[f, (n, p)] = grad_out[n, f, p] (grad_out with its sample and
-filter axes swapped):
+rows is (N*OH*OW, C*KH*KW): one row per (sample, output pixel). With G2[f, (n, oh, ow)] = grad_out[n, f, oh, ow]
+(grad_out with its sample and filter axes swapped):
 
-    forward          product  = W2 @ cols      (F, N*OH*OW), then out[n, f, p] = product[f, (n, p)]
-    grad of weight   grad_W2  = G2 @ cols.T    (F, C*KH*KW): sums over samples and output pixels at once
-    grad of input    grad_cols = W2.T @ G2     then col2im adds every entry of grad_cols back onto the input
-                                               pixel it was copied from (a pixel sits in several patches)
+    forward          Y = W2 @ rows.T     (F, N*OH*OW), then out[n, f] = Y[f, n] + bias[f]
+    grad of weight   grad_W2 = G2 @ rows (F, C*KH*KW): sums over samples and output pixels at once
+    grad of input    grad_rows = G2.T @ W2, then col2im adds every entry of grad_rows back onto the input
+                     pixel it was copied from (a pixel sits in several patches)
 
-So both backward passes are matrix products too: all heavy arithmetic runs in BLAS, and the numba kernels
-only move data, in parallel over the samples.
+So both backward passes are matrix products too: all heavy arithmetic runs in BLAS, and the numba kernels only
+move data, in parallel over the samples.
 
 What this file changes for speed, compared with the plain versions in conv_reference.py (same functions, same
-results):
-- the sums over kernel offsets become one matrix product per chunk of a few samples (CHUNK_BYTES below), so
-  that the chunk's patch matrix is still in the CPU cache when BLAS reads it;
-- im2col and col2im are numba loops that index with loop variables (never negative, so numba drops its
-  negative-index checks), with a separate contiguous inner loop for stride 1, on input padded once beforehand;
+results up to rounding):
+- channels last inside: a patch row is copied as KH runs of KW*C numbers (1 KB for the CNN's second layer),
+  and col2im adds runs just as long; with channels first the runs would be KW numbers long;
+- the products are filters-first (F, N*OH*OW), so that going back to (N, F, OH, OW) moves whole runs of OH*OW
+  numbers (one per sample and filter), and the bias is added on the way;
+- a big batch is cut into a few equal chunks of samples (CHUNK_BYTES below), so that the work buffers stay
+  below the size at which the C library maps fresh memory from the operating system on every call;
 - max-pooling is one loop over windows, parallel over the N*C planes, compiled once per window size (so the
   window loops unroll), remembering where each maximum came from (argmax) for the backward.
-All kernels are compiled with cache=True (the first call in a fresh environment compiles, a few seconds); with
+The numba kernels index with loop variables (never negative, so numba drops its negative-index checks). All are
+compiled with cache=True (the first call in a fresh environment compiles, a few seconds); with
 NUMBA_DISABLE_JIT=1 they run as plain Python, correct but only for tiny shapes.
 
 Measurements, and the variants we tried and rejected: docs/performance.md, "Convolution kernels".
@@ -101,50 +102,85 @@ def pool_output_size(in_size, kernel, stride, padding, ceil_mode):
 
 # ------------------------------------------------------------------------------------------- numba kernels
 @njit(parallel=True, cache=True)
-def _im2col(x, cols, kernel_h, kernel_w, stride_h, stride_w, out_h, out_w):
-    """Fill cols[k, n, oh*out_w + ow] = x[n, c, oh*stride_h + kh, ow*stride_w + kw], k = (c*KH + kh)*KW + kw.
-
-    x: zero-padded input (N, C, Hp, Wp). cols: (C*KH*KW, N, out_h*out_w), every entry overwritten.
-    """
-    n_samples, n_channels = x.shape[0], x.shape[1]
-    for n in prange(n_samples):                       # samples are independent: one per thread at a time
-        for c in range(n_channels):
-            for kh in range(kernel_h):
-                for kw in range(kernel_w):
-                    k = (c * kernel_h + kh) * kernel_w + kw
-                    for oh in range(out_h):
-                        ih = oh * stride_h + kh       # input row seen by this output row
-                        p0 = oh * out_w               # first output pixel of this row
-                        if stride_w == 1:                 # contiguous reads: copied with SIMD
-                            for ow in range(out_w):
-                                cols[k, n, p0 + ow] = x[n, c, ih, ow + kw]
-                        else:
-                            for ow in range(out_w):
-                                cols[k, n, p0 + ow] = x[n, c, ih, ow * stride_w + kw]
+def _to_channels_last(x, x_cl, pad_h, pad_w):
+    """x_cl[n, pad_h + h, pad_w + w, c] = x[n, c, h, w]. The border of x_cl (the padding) is not touched."""
+    n_samples, n_channels, height, width = x.shape
+    for n in prange(n_samples):
+        for h in range(height):
+            for w in range(width):
+                for c in range(n_channels):
+                    x_cl[n, pad_h + h, pad_w + w, c] = x[n, c, h, w]
 
 
 @njit(parallel=True, cache=True)
-def _col2im(cols, grad_x, kernel_h, kernel_w, stride_h, stride_w, out_h, out_w):
-    """The adjoint of _im2col: grad_x[n, c, oh*stride_h + kh, ow*stride_w + kw] += cols[k, n, oh*out_w + ow].
-
-    grad_x: zero-padded input gradient (N, C, Hp, Wp), accumulated into (+=) because overlapping patches
-    share pixels. Each thread owns whole samples n, so no two threads write the same element.
-    """
-    n_samples, n_channels = grad_x.shape[0], grad_x.shape[1]
+def _to_channels_first(x_cl, x, pad_h, pad_w):
+    """x[n, c, h, w] = x_cl[n, pad_h + h, pad_w + w, c]: the inverse of _to_channels_last (padding dropped)."""
+    n_samples, n_channels, height, width = x.shape
     for n in prange(n_samples):
         for c in range(n_channels):
+            for h in range(height):
+                for w in range(width):
+                    x[n, c, h, w] = x_cl[n, pad_h + h, pad_w + w, c]
+
+
+@njit(parallel=True, cache=True)
+def _im2col(x_cl, rows, kernel_h, kernel_w, stride_h, stride_w):
+    """Fill rows[n, oh, ow, k] = x_cl[n, oh*stride_h + kh, ow*stride_w + kw, c], k = (kh*KW + kw)*C + c.
+
+    x_cl: zero-padded channels-last input (N, Hp, Wp, C). rows: (N, OH, OW, KH*KW*C), every entry overwritten.
+    For fixed (oh, ow, kh) the KW*C entries are consecutive in both arrays: one run per kernel row.
+    """
+    n_samples, out_h, out_w = rows.shape[0], rows.shape[1], rows.shape[2]
+    run = kernel_w * x_cl.shape[3]
+    x_lines = x_cl.reshape(n_samples, x_cl.shape[1], -1)      # (N, Hp, Wp*C): one image row per line
+    for job in prange(n_samples * out_h):                     # (sample, output row) pairs
+        n, oh = job // out_h, job % out_h
+        for ow in range(out_w):
+            first = ow * stride_w * x_cl.shape[3]             # where the patch starts in its input rows
             for kh in range(kernel_h):
-                for kw in range(kernel_w):
-                    k = (c * kernel_h + kh) * kernel_w + kw
-                    for oh in range(out_h):
-                        ih = oh * stride_h + kh
-                        p0 = oh * out_w
-                        if stride_w == 1:
-                            for ow in range(out_w):
-                                grad_x[n, c, ih, ow + kw] += cols[k, n, p0 + ow]
-                        else:
-                            for ow in range(out_w):
-                                grad_x[n, c, ih, ow * stride_w + kw] += cols[k, n, p0 + ow]
+                line = oh * stride_h + kh
+                for i in range(run):
+                    rows[n, oh, ow, kh * run + i] = x_lines[n, line, first + i]
+
+
+@njit(parallel=True, cache=True)
+def _col2im(grad_rows, grad_x_cl, kernel_h, kernel_w, stride_h, stride_w):
+    """The adjoint of _im2col: grad_x_cl[n, oh*stride_h + kh, ow*stride_w + kw, c] += grad_rows[n, oh, ow, k].
+
+    grad_x_cl: zero-padded channels-last gradient (N, Hp, Wp, C), accumulated into (+=) because overlapping
+    patches share pixels. Each thread owns whole samples n, so no two threads write the same element.
+    """
+    n_samples, out_h, out_w = grad_rows.shape[0], grad_rows.shape[1], grad_rows.shape[2]
+    run = kernel_w * grad_x_cl.shape[3]
+    grad_lines = grad_x_cl.reshape(n_samples, grad_x_cl.shape[1], -1)
+    for n in prange(n_samples):
+        for oh in range(out_h):
+            for ow in range(out_w):
+                first = ow * stride_w * grad_x_cl.shape[3]
+                for kh in range(kernel_h):
+                    line = oh * stride_h + kh
+                    for i in range(run):
+                        grad_lines[n, line, first + i] += grad_rows[n, oh, ow, kh * run + i]
+
+
+@njit(parallel=True, cache=True)
+def _filters_to_samples(product, bias, out):
+    """out[n, f, :] = product[f, n, :] + bias[f]: the filters-first product back in (N, F, OH*OW)."""
+    n_filters, n_samples, n_pixels = product.shape
+    for n in prange(n_samples):
+        for f in range(n_filters):
+            for p in range(n_pixels):
+                out[n, f, p] = product[f, n, p] + bias[f]
+
+
+@njit(parallel=True, cache=True)
+def _samples_to_filters(grad_out, g2):
+    """g2[f, n, :] = grad_out[n, f, :]: G2 of the module docstring, grad_out (N, F, OH*OW) filters-first."""
+    n_samples, n_filters, n_pixels = grad_out.shape
+    for n in prange(n_samples):
+        for f in range(n_filters):
+            for p in range(n_pixels):
+                g2[f, n, p] = grad_out[n, f, p]
 
 
 @functools.lru_cache(maxsize=None)
@@ -206,9 +242,10 @@ def _max_pool_backward(grad_out, argmax, grad_x):
 
 
 # ------------------------------------------------------------------------------------------- convolution
-# Samples per chunk are chosen so that one chunk's patch matrix plus its product take about this many bytes:
-# small enough to stay in the CPU cache between im2col and the product.
-CHUNK_BYTES = 4 * 2**20
+# A batch is cut into equal chunks of samples, as few as keep one chunk's patch rows plus its product within this
+# many bytes. Up to glibc's largest heap block (32 MB) freed memory is reused by the next call (see
+# minimal/kernels/__init__.py); a larger block would be fresh memory from the OS, page-faulted on every call.
+CHUNK_BYTES = 24 * 2**20
 
 
 class _ConvShape:
@@ -216,29 +253,49 @@ class _ConvShape:
 
     def __init__(self, n_samples, n_channels, input_hw, n_filters, kernel_hw, stride, padding, dtype):
         self.n, self.c, self.f = n_samples, n_channels, n_filters
+        self.h, self.w = (int(size) for size in input_hw)
         self.kh, self.kw = (int(k) for k in kernel_hw)
         self.stride, self.padding, self.dtype = stride, padding, dtype
-        self.out_h = conv2d_output_size(input_hw[0], self.kh, stride[0], padding[0])
-        self.out_w = conv2d_output_size(input_hw[1], self.kw, stride[1], padding[1])
-        self.patch = n_channels * self.kh * self.kw    # rows of the patch matrix = weights per filter
+        self.out_h = conv2d_output_size(self.h, self.kh, stride[0], padding[0])
+        self.out_w = conv2d_output_size(self.w, self.kw, stride[1], padding[1])
+        self.patch = n_channels * self.kh * self.kw    # columns of the patch matrix = weights per filter
         self.pixels = self.out_h * self.out_w         # output pixels per sample and filter
         floats_per_sample = (self.patch + n_filters) * self.pixels
-        self.per_chunk = max(1, min(n_samples, CHUNK_BYTES // (floats_per_sample * dtype.itemsize)))
+        most = max(1, CHUNK_BYTES // (floats_per_sample * dtype.itemsize))
+        n_chunks = -(-n_samples // most)
+        self.per_chunk = max(1, -(-n_samples // max(1, n_chunks)))    # equal chunks, the last one maybe shorter
 
     def chunks(self):
         """(start, stop) of consecutive chunks of samples."""
         for start in range(0, self.n, self.per_chunk):
             yield start, min(start + self.per_chunk, self.n)
 
-    def work_buffer(self, rows):
-        """Flat scratch memory for a (rows, per_chunk, pixels) array, allocated once per call; see _leading."""
-        return np.empty(rows * self.per_chunk * self.pixels, dtype=self.dtype)
+    def work_buffer(self, floats_per_sample):
+        """Flat scratch memory for one chunk, allocated once per call; see _leading."""
+        return np.empty(self.per_chunk * floats_per_sample, dtype=self.dtype)
 
-    def im2col(self, x_padded, start, stop, buffer):
-        """The patch matrix (C*KH*KW, stop - start, OH*OW) of samples start..stop-1, written into buffer."""
-        cols = _leading(buffer, (self.patch, stop - start, self.pixels))
-        _im2col(x_padded[start:stop], cols, self.kh, self.kw, *self.stride, self.out_h, self.out_w)
-        return cols
+    def channels_last(self, x):
+        """x (N, C, H, W) zero-padded and channels-last: (N, Hp, Wp, C)."""
+        (ph, pw) = self.padding
+        x_cl = np.zeros((self.n, self.h + 2 * ph, self.w + 2 * pw, self.c), dtype=self.dtype)
+        _to_channels_last(x, x_cl, ph, pw)
+        return x_cl
+
+    def filters_channels_last(self, w):
+        """W2 (F, KH*KW*C): each filter as one row, in the (kh, kw, c) order of the patch rows."""
+        return np.ascontiguousarray(w.transpose(0, 2, 3, 1)).reshape(self.f, self.patch)
+
+    def im2col(self, x_cl, start, stop, buffer):
+        """The patch rows of samples start..stop-1, (stop - start, OH*OW, C*KH*KW), written into buffer."""
+        rows = _leading(buffer, (stop - start, self.out_h, self.out_w, self.patch))
+        _im2col(x_cl[start:stop], rows, self.kh, self.kw, *self.stride)
+        return rows.reshape(stop - start, self.pixels, self.patch)
+
+    def grad_filters_first(self, grad_out, start, stop, buffer):
+        """G2 of samples start..stop-1: (F, stop - start, OH*OW), written into buffer."""
+        g2 = _leading(buffer, (self.f, stop - start, self.pixels))
+        _samples_to_filters(grad_out[start:stop].reshape(stop - start, self.f, self.pixels), g2)
+        return g2
 
 
 def _leading(buffer, shape):
@@ -249,41 +306,29 @@ def _leading(buffer, shape):
     return buffer[:int(np.prod(shape))].reshape(shape)
 
 
-def _pad_input(x, pad_h, pad_w):
-    """Zero-pad the two spatial axes (no copy when there is no padding)."""
-    if pad_h == 0 and pad_w == 0:
-        return x
-    return np.pad(x, ((0, 0), (0, 0), (pad_h, pad_h), (pad_w, pad_w)))
-
-
-def _filters_first(grad_out):
-    """G2 (F, n*OH*OW) from grad_out (n, F, OH, OW): the sample and filter axes swapped, as one matrix."""
-    n, f = grad_out.shape[:2]
-    return np.ascontiguousarray(grad_out.reshape(n, f, -1).transpose(1, 0, 2)).reshape(f, -1)
-
-
 def im2col(x, kernel_hw, stride=(1, 1), padding=(0, 0)):
-    """The patch matrix of a whole batch, cols[k, n, p] as in the module docstring: shape (C*KH*KW, N, OH*OW),
-    and (OH, OW). (The convolutions below cut it into chunks; this is for code that wants the patches themselves,
-    such as the PCM crossbar of minimal/pcm.py.)"""
+    """The patch matrix of a whole batch in the layout of conv_reference.im2col: cols[k, n, oh*OW + ow] with
+    k = (c*KH + kh)*KW + kw, shape (C*KH*KW, N, OH*OW), and (OH, OW). (The convolutions below use their own
+    channels-last patch rows, chunk by chunk; this is for code that wants the patches themselves, such as the PCM
+    crossbar of minimal/pcm.py.)"""
     kernel_hw = as_pair(kernel_hw, "kernel size")
     stride, padding = as_pair(stride, "stride"), as_pair(padding, "padding")
     _check_stride_padding(stride, padding, "im2col")
     x = np.asarray(x)
     _check_ndim(x, 4, "im2col", "x")
     x = np.ascontiguousarray(x, dtype=_float_dtype(x))
-    n, c, height, width = x.shape
-    out_h = conv2d_output_size(height, kernel_hw[0], stride[0], padding[0])
-    out_w = conv2d_output_size(width, kernel_hw[1], stride[1], padding[1])
-    cols = np.empty((c * kernel_hw[0] * kernel_hw[1], n, out_h * out_w), dtype=x.dtype)
-    _im2col(_pad_input(x, *padding), cols, *kernel_hw, *stride, out_h, out_w)
-    return cols, (out_h, out_w)
+    n, c = x.shape[:2]
+    s = _ConvShape(n, c, x.shape[2:], 1, kernel_hw, stride, padding, x.dtype)
+    rows = np.empty((n, s.out_h, s.out_w, s.patch), dtype=x.dtype)
+    _im2col(s.channels_last(x), rows, s.kh, s.kw, *stride)
+    cols = rows.reshape(n, s.pixels, s.kh, s.kw, c).transpose(4, 2, 3, 0, 1)      # (c, kh, kw, n, pixel)
+    return np.ascontiguousarray(cols).reshape(s.patch, n, s.pixels), (s.out_h, s.out_w)
 
 
-def conv2d_forward(x, w, stride=(1, 1), padding=(0, 0)):
-    """Cross-correlation (what deep-learning libraries call convolution), no bias.
+def conv2d_forward(x, w, stride=(1, 1), padding=(0, 0), bias=None):
+    """Cross-correlation (what deep-learning libraries call convolution), plus an optional bias per filter.
 
-    x (N, C, H, W), w (F, C, KH, KW) -> out (N, F, OH, OW), OH = (H + 2*pad_h - KH) // stride_h + 1.
+    x (N, C, H, W), w (F, C, KH, KW), bias (F,) -> out (N, F, OH, OW), OH = (H + 2*pad_h - KH) // stride_h + 1.
     """
     stride, padding = as_pair(stride, "stride"), as_pair(padding, "padding")
     _check_stride_padding(stride, padding, "conv2d_forward")
@@ -294,17 +339,16 @@ def conv2d_forward(x, w, stride=(1, 1), padding=(0, 0)):
         raise ValueError(f"conv2d_forward: x has {x.shape[1]} channels (x shape {x.shape}) but the filters "
                          f"expect {w.shape[1]} (w shape {w.shape})")
     dtype = _float_dtype(x, w)
-    x, w = np.ascontiguousarray(x, dtype=dtype), np.ascontiguousarray(w, dtype=dtype)
     s = _ConvShape(x.shape[0], x.shape[1], x.shape[2:], w.shape[0], w.shape[2:], stride, padding, dtype)
-    x_padded = _pad_input(x, *padding)
-    filters = w.reshape(s.f, s.patch)                                 # W2: one filter per row
-    cols_buffer, product_buffer = s.work_buffer(s.patch), s.work_buffer(s.f)
+    bias = np.zeros(s.f, dtype) if bias is None else np.ascontiguousarray(bias, dtype=dtype).reshape(s.f)
+    x_cl, filters = s.channels_last(x), s.filters_channels_last(w.astype(dtype, copy=False))
+    rows_buffer, product_buffer = s.work_buffer(s.pixels * s.patch), s.work_buffer(s.pixels * s.f)
     out = np.empty((s.n, s.f, s.pixels), dtype=dtype)
     for start, stop in s.chunks():
-        cols = s.im2col(x_padded, start, stop, cols_buffer)
+        rows = s.im2col(x_cl, start, stop, rows_buffer)
         product = _leading(product_buffer, (s.f, stop - start, s.pixels))
-        np.matmul(filters, cols.reshape(s.patch, -1), out=product.reshape(s.f, -1))
-        out[start:stop] = product.transpose(1, 0, 2)                 # (F, chunk, P) -> (chunk, F, P)
+        np.matmul(filters, rows.reshape(-1, s.patch).T, out=product.reshape(s.f, -1))    # W2 @ rows.T
+        _filters_to_samples(product, bias, out[start:stop])
     return out.reshape(s.n, s.f, s.out_h, s.out_w)
 
 
@@ -315,22 +359,23 @@ def conv2d_backward_input(grad_out, w, input_hw, stride, padding):
     grad_out, w = np.asarray(grad_out), np.asarray(w)
     _check_ndim(grad_out, 4, "conv2d_backward_input", "grad_out")
     _check_ndim(w, 4, "conv2d_backward_input", "w")
-    height, width = (int(size) for size in input_hw)
     dtype = _float_dtype(grad_out, w)
-    s = _ConvShape(grad_out.shape[0], w.shape[1], (height, width), w.shape[0], w.shape[2:], stride, padding, dtype)
+    s = _ConvShape(grad_out.shape[0], w.shape[1], input_hw, w.shape[0], w.shape[2:], stride, padding, dtype)
     if grad_out.shape[1:] != (s.f, s.out_h, s.out_w):
         raise ValueError(f"conv2d_backward_input: grad_out shape {grad_out.shape} does not match w shape "
-                         f"{w.shape} on input {(height, width)}: expected (N, {s.f}, {s.out_h}, {s.out_w})")
-    grad_out, w = np.asarray(grad_out, dtype=dtype), np.ascontiguousarray(w, dtype=dtype)
-    filters_t = w.reshape(s.f, s.patch).T                             # W2.T (C*KH*KW, F), a view
-    grad_cols_buffer = s.work_buffer(s.patch)
-    grad_x = np.zeros((s.n, s.c, height + 2 * padding[0], width + 2 * padding[1]), dtype=dtype)
+                         f"{w.shape} on input {(s.h, s.w)}: expected (N, {s.f}, {s.out_h}, {s.out_w})")
+    grad_out = np.ascontiguousarray(grad_out, dtype=dtype)
+    filters = s.filters_channels_last(w.astype(dtype, copy=False))
+    g2_buffer, grad_rows_buffer = s.work_buffer(s.pixels * s.f), s.work_buffer(s.pixels * s.patch)
+    (ph, pw) = padding
+    grad_x_cl = np.zeros((s.n, s.h + 2 * ph, s.w + 2 * pw, s.c), dtype=dtype)
     for start, stop in s.chunks():
-        grad_cols = _leading(grad_cols_buffer, (s.patch, stop - start, s.pixels))
-        np.matmul(filters_t, _filters_first(grad_out[start:stop]), out=grad_cols.reshape(s.patch, -1))
-        _col2im(grad_cols, grad_x[start:stop], s.kh, s.kw, *stride, s.out_h, s.out_w)
-    if padding != (0, 0):  # drop the gradient that fell on the zero padding
-        grad_x = np.ascontiguousarray(grad_x[:, :, padding[0]:padding[0] + height, padding[1]:padding[1] + width])
+        g2 = s.grad_filters_first(grad_out, start, stop, g2_buffer)
+        grad_rows = _leading(grad_rows_buffer, (stop - start, s.out_h, s.out_w, s.patch))
+        np.matmul(g2.reshape(s.f, -1).T, filters, out=grad_rows.reshape(-1, s.patch))    # G2.T @ W2
+        _col2im(grad_rows, grad_x_cl[start:stop], s.kh, s.kw, *stride)
+    grad_x = np.empty((s.n, s.c, s.h, s.w), dtype=dtype)
+    _to_channels_first(grad_x_cl, grad_x, ph, pw)                 # the gradient on the padding is dropped
     return grad_x
 
 
@@ -346,15 +391,15 @@ def conv2d_backward_weight(grad_out, x, kernel_hw, stride, padding):
     if grad_out.shape[0] != x.shape[0] or grad_out.shape[2:] != (s.out_h, s.out_w):
         raise ValueError(f"conv2d_backward_weight: grad_out shape {grad_out.shape} does not match x shape "
                          f"{x.shape} with kernel {(s.kh, s.kw)}: expected ({s.n}, F, {s.out_h}, {s.out_w})")
-    grad_out, x = np.asarray(grad_out, dtype=dtype), np.ascontiguousarray(x, dtype=dtype)
-    x_padded = _pad_input(x, *padding)
-    cols_buffer = s.work_buffer(s.patch)
-    grad_w = np.zeros((s.f, s.patch), dtype=dtype)
+    grad_out = np.ascontiguousarray(grad_out, dtype=dtype)
+    x_cl = s.channels_last(x)
+    rows_buffer, g2_buffer = s.work_buffer(s.pixels * s.patch), s.work_buffer(s.pixels * s.f)
+    grad_filters = np.zeros((s.f, s.patch), dtype=dtype)
     for start, stop in s.chunks():
-        cols = s.im2col(x_padded, start, stop, cols_buffer)
-        # (F, chunk*P) @ (chunk*P, C*KH*KW): sums over the chunk's samples and output pixels
-        grad_w += _filters_first(grad_out[start:stop]) @ cols.reshape(s.patch, -1).T
-    return grad_w.reshape(s.f, s.c, s.kh, s.kw)
+        rows = s.im2col(x_cl, start, stop, rows_buffer)
+        g2 = s.grad_filters_first(grad_out, start, stop, g2_buffer)
+        grad_filters += g2.reshape(s.f, -1) @ rows.reshape(-1, s.patch)   # G2 @ rows: sums samples and pixels
+    return np.ascontiguousarray(grad_filters.reshape(s.f, s.kh, s.kw, s.c).transpose(0, 3, 1, 2))
 
 
 # ------------------------------------------------------------------------------------------- max-pooling
