@@ -195,6 +195,21 @@ WRONG_ANSWERS = [
     ("4.2", (lambda vector, radius: np.clip(vector, -radius, radius),), "l∞ box"),
     ("4.3", (lambda theta, g, rho: {k: theta[k] + rho * g[k] / np.sqrt(np.sum(g[k] ** 2)) for k in theta},),
      "one norm per tensor"),
+    ("5.1", (lambda v, x, z, threshold, w_in, w_rec, rho: rho * v + (1 - rho) * (x @ w_in + z @ w_rec),),
+     "the reset is missing"),
+    ("5.1", (lambda v, x, z, threshold, w_in, w_rec, rho: rho * v + (1 - rho) * (x @ w_in + z @ w_rec.T)
+             - z * threshold,), "W_rec is transposed"),
+    ("5.2", (lambda b, z, rho, b0, beta: (rho * b + (1 - rho) * z, beta * (rho * b + (1 - rho) * z)),),
+     "b0 is missing"),
+    ("5.2", (lambda b, z, rho, b0, beta: (rho * b + z, b0 + beta * (rho * b + z)),), "not scaled by (1 − ρ_b)"),
+    ("5.3", (lambda v, threshold, allowed, d: d * np.maximum(1 - np.abs((v - threshold) / threshold), 0),),
+     "refractory mask is missing"),
+    ("5.4", (lambda e, dv_next, db_next, psi, threshold, w_rec, rho_v, rho_b:
+             rho_v * dv_next + psi * (e + (1 - rho_v) * dv_next @ w_rec.T + (1 - rho_b) * db_next),),
+     "the reset is missing from ∂E/∂z_t"),
+    ("5.4", (lambda e, dv_next, db_next, psi, threshold, w_rec, rho_v, rho_b:
+             psi * (e + (1 - rho_v) * dv_next @ w_rec.T - threshold * dv_next + (1 - rho_b) * db_next),),
+     "the leak is missing"),
     ("6.1", (lambda per_instance: {z: np.stack([i[z] for i in per_instance]) for z in per_instance[0]},),
      "np.stack"),
     ("6.2", (lambda a, b: float(np.sum(a[:, None] > b[None, :])),), "ties are left out"),

@@ -12,7 +12,7 @@ The exercises themselves live in the notebooks, marked with nbgrader's `### BEGI
 """
 # the graders register themselves when their modules are imported
 from . import (exercises_00, exercises_01, exercises_02, exercises_03, exercises_04,  # noqa: F401
-               exercises_06, exercises_07, exercises_08, exercises_09)
+               exercises_05, exercises_06, exercises_07, exercises_08, exercises_09)
 from .figures import accuracy_boxes, curves
 from .grading import ExerciseFailed, check, exercise_ids
 from .models import (CHECKPOINT_DIR, COURSE_MODELS, SECOND_INSTANCES, course_cnn, load_course_data,

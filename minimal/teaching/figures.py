@@ -45,3 +45,22 @@ def finish(axes, xlabel, ylabel, title, legend):
     if legend:
         axes.legend(fontsize=8)
     axes.figure.tight_layout()
+
+
+def lsnn_activity(spikes, v, threshold, neuron, title=""):
+    """The spiking network on one sample: left, the spike raster (a dot per spike, time × neuron); right, one
+    neuron's membrane potential V and adaptive threshold B over time, its spikes marked.
+    spikes, v, threshold: (T, H) arrays of one sample (LSNN.record_state's, one sample taken)."""
+    figure, (raster, trace) = plt.subplots(1, 2, figsize=(11, 3.2))
+    steps, neurons = np.nonzero(spikes)
+    raster.plot(steps, neurons, "|", color="k", markersize=4)
+    raster.axhline(neuron, color="tab:orange", lw=0.8)
+    finish(raster, "time step t", "neuron", f"spikes z_t ({spikes.mean():.1%} of neuron-steps)", legend=False)
+    trace.plot(v[:, neuron], color="tab:blue", label="membrane potential V_t")
+    trace.plot(threshold[:, neuron], color="tab:red", label="threshold B_t = b0 + β b_t")
+    fired = np.flatnonzero(spikes[:, neuron])
+    trace.plot(fired, v[fired, neuron], "k.", label="spike z_t = 1")
+    finish(trace, "time step t", "", f"neuron {neuron} (orange line on the left)", legend=True)
+    figure.suptitle(title, fontsize=11)
+    figure.tight_layout()
+    return figure

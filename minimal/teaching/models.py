@@ -8,6 +8,9 @@
     load_course_model(name)   a pretrained course CNN (COURSE_MODELS) from minimal/data/embedded/course/
     retrain_course_models()   trains them again, recording the validation accuracy, clean and under the weight
                               attack, every 50 steps (the Fig. S5 curves of notebook 03)
+    load_course_ecg(seed)     the ECG beats as the ecg task encodes them (notebook 05, the spiking network)
+    course_lsnn(seed)         the paper's LSNN for those beats with 64 instead of 256 neurons
+    load_course_lsnn(name)    a pretrained course LSNN (LSNN_MODELS); retrain_course_lsnns() trains them again
 """
 from pathlib import Path
 
@@ -148,3 +151,63 @@ def record(history, step, model, split):
     history["clean"].append(accuracy(model, split))
     history["attacked"].append(attacked_accuracy(model, split, "pga-ce", RECORD_ATTACK_ZETA,
                                                  np.random.default_rng(step), batch_size=len(split)))
+
+
+# ---------------------------------------------------------------------------------------------------- the LSNN
+# Notebook 05 (the spiking network): the paper's LSNN on the embedded ECG beats, with the ecg task's data and input
+# encoding (minimal/tasks.py: both leads through a 4-tap delay line, 8 input channels) and 64 instead of 256
+# neurons, trained by one recipe. name -> (method of minimal.robust.methods, its settings, seed); the settings not
+# given take the paper's ECG values (forward noise η 0.3, β_rob 0.1 for forward noise + β).
+LSNN_SIZE = {"num_hidden": 64}
+LSNN_TRAINING = {"steps": 2000, "batch_size": 100, "lr": 3e-3, "seed": 0}
+LSNN_RECORD_EVERY = 250     # steps between two points of the recorded validation curve
+LSNN_MODELS = {
+    "lsnn-standard": ("standard", {}, 0),
+    "lsnn-forward-noise-beta": ("forward_noise_beta", {}, 0),
+}
+
+
+def load_course_ecg(seed=0):
+    """The ECG beats as the ecg task gives them: the embedded MIT-BIH beat set split 80/10/10 by `seed`, each
+    beat 100 steps of 8 channels (minimal.data.ecg's delay line). No download needed."""
+    from ..tasks import TASKS
+    return TASKS["ecg"].load_data(None, seed)
+
+
+def course_lsnn(seed=0):
+    """The course's LSNN: the ecg task's network (8 inputs, 4 classes, readout 10× Glorot) with LSNN_SIZE's
+    neurons, its initial weights drawn from np.random.default_rng(seed)."""
+    from ..data.ecg import CLASSES, ENCODED_CHANNELS
+    return LSNN(np.random.default_rng(seed), ENCODED_CHANNELS, len(CLASSES), readout_gain=10.0, **LSNN_SIZE)
+
+
+def load_course_lsnn(name, folder=CHECKPOINT_DIR):
+    """(model, meta) of the pretrained course LSNN `name` (of LSNN_MODELS)."""
+    if name not in LSNN_MODELS:
+        raise KeyError(f"no course LSNN {name!r}; choose from {', '.join(LSNN_MODELS)}")
+    state, meta = load_checkpoint(Path(folder) / name)
+    model = course_lsnn()
+    model.load_state_dict(state)
+    return model, meta
+
+
+def retrain_course_lsnns(folder=CHECKPOINT_DIR, names=tuple(LSNN_MODELS), data=None):
+    """Train the course LSNNs again (LSNN_TRAINING's settings, the paper's ECG hyperparameters) and write them to
+    folder/<name>/ (model.npz + meta.json), recording the validation accuracy every LSNN_RECORD_EVERY steps.
+    About 1 minute for the standard network and 10 minutes for forward noise + β on one busy core."""
+    data = load_course_ecg(LSNN_TRAINING["seed"]) if data is None else data
+    for name in names:
+        method, settings, seed = LSNN_MODELS[name]
+        history = {"step": [], "clean": []}
+
+        def record_clean(step, model):
+            history["step"].append(step)
+            history["clean"].append(accuracy(model, data.val))
+        model = train(method, data.train, LSNN_TRAINING["steps"], seed=seed, model=course_lsnn(seed),
+                      batch_size=LSNN_TRAINING["batch_size"], lr=LSNN_TRAINING["lr"], callback=record_clean,
+                      callback_every=LSNN_RECORD_EVERY, task="ecg", **settings)
+        meta = {"name": name, "task": "ecg", "method": method, "settings": settings, "model": LSNN_SIZE,
+                "training": {**LSNN_TRAINING, "seed": seed}, "data": {split: len(getattr(data, split))
+                                                                     for split in ("train", "val", "test")},
+                "history": history, "test_accuracy": accuracy(model, data.test)}
+        save_checkpoint(Path(folder) / name, model, meta)
