@@ -10,6 +10,7 @@ import functools
 import math
 import os
 import shlex
+import subprocess
 import sys
 import time
 
@@ -234,7 +235,8 @@ def train(settings, data_dir=None, log=print):
     optimizer = task.optimizer(model.parameters(), settings["lr"])
     rng = np.random.default_rng([settings["seed"], 1])
     meta = {"task": task.name, "method": settings["method"], "seed": settings["seed"], "settings": settings,
-            "data_source": data.source, "num_parameters": model.num_parameters(), "history": [],
+            "data_source": data.source, "code_version": code_version(), "num_parameters": model.num_parameters(),
+            "history": [],
             "best_val_acc": -1.0, "steps": 0}
     if settings.get("resume") and has_resume_point(settings["out"]):
         meta = resume_from(settings, model, optimizer, rng, log)
@@ -244,6 +246,22 @@ def train(settings, data_dir=None, log=print):
     start = time.time() - (meta["history"][-1]["seconds"] if meta["history"] else 0)
     run_epochs(settings, model, optimizer, data, rng, meta, start, log)
     return finish(settings, model, data, meta, start, log)
+
+
+def code_version():
+    """The git commit of the code that trains (with "+changes" if the work tree differs from it), or None outside a
+    git checkout: kernels and methods change, so a checkpoint says which code made it."""
+    folder = os.path.dirname(os.path.abspath(__file__))
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=folder, capture_output=True,
+                                text=True, timeout=10)
+        changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "."], cwd=folder,
+                                 capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if commit.returncode != 0:
+        return None
+    return commit.stdout.strip() + ("+changes" if changed.stdout.strip() else "")
 
 
 def run_epochs(settings, model, optimizer, data, rng, meta, start, log):

@@ -244,3 +244,12 @@ def test_val_samples_validates_on_a_fixed_subset(tmp_path, capsys):
     assert main(capsys, "--out", out, "--epochs", "1", "--val-samples", "7")[0] == 0
     val_acc = json.load(open(os.path.join(out, "meta.json")))["history"][0]["val_acc"]
     assert round(val_acc * 7) == pytest.approx(val_acc * 7)                 # a multiple of 1/7
+
+
+def test_meta_names_the_code_that_trained(tmp_path, capsys):
+    """meta.json's code_version: the git commit (+changes when the package differs from it), or None outside git."""
+    import re
+    out = str(tmp_path / "run")
+    assert main(capsys, "--out", out, "--max-steps", "1")[0] == 0
+    version = json.load(open(os.path.join(out, "meta.json")))["code_version"]
+    assert version is None or re.fullmatch(r"[0-9a-f]{7,40}(\+changes)?", version), version
