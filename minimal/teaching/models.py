@@ -56,11 +56,9 @@ BASELINES = {
     "abcd": ("abcd", {}, 0),
     "entropy-sgd": ("entropy_sgd", {}, 0),
     "sam": ("sam", {}, 0),
-    "awp-from-standard": ("awp", {}, 0),
 }
-# Trained from a course model instead of from fresh weights. From fresh weights, AWP stays at chance in this recipe
-# (its adversary makes every early step's network useless); Wu et al. also start AWP after warm-up epochs.
-WARM_STARTS = {"awp-from-standard": "standard"}
+# name -> the course model it starts from instead of fresh weights (none at present)
+WARM_STARTS = {}
 
 
 def load_course_data(sizes=DATA_SIZES):
