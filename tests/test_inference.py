@@ -137,6 +137,9 @@ def test_other_parameters_take_the_models_own_forward():
     assert inference.forward_function(model, box) is None
     assert inference.forward_function(model, {"fc1.weight": model.fc1.weight.data.astype(np.float64)}) is None
     assert inference.forward_function(object()) is None
+    assert inference.forward_function(model, {"fc1.weight": np.zeros((784, 3), np.float32)}) is None   # wrong shape
+    with pytest.raises(ValueError, match=r"images \(N, 1, H, W\), got shape \(2, 3, 28, 28\)"):
+        inference.forward_function(CNN(rng))(np.zeros((2, 3, 28, 28), np.float32))
 
 
 def test_same_logits_on_one_thread_or_two():

@@ -442,6 +442,17 @@ def test_lsnn_fused_interval_kernel_equals_the_reference_interval_pass_bit_for_b
         assert np.any(spikes.lo == 1) and np.any(spikes.hi > spikes.lo), "sure and uncertain spikes both occur"
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_lsnn_fused_path_at_zeta_zero_equals_its_point_pass_exactly(dtype):
+    """Boxes of width 0 are points: the fused path then runs the point kernel, so IBP at ζ = 0 is the model."""
+    model = LSNN(np.random.default_rng(0), 2, 3, num_hidden=16, dtype=dtype)
+    x = (2 * np.random.default_rng(1).standard_normal((4, 30, 2))).astype(dtype)
+    with no_grad():
+        point = model(x).data
+        bounds = model(x, {name: Interval.weight_box(p.data, 0.0) for name, p in model.named_parameters()})
+    assert np.array_equal(bounds.lo, point) and np.array_equal(bounds.hi, point)
+
+
 def test_lsnn_fused_interval_kernel_with_a_dropout_mask_equals_the_reference():
     model = LSNN(np.random.default_rng(0), 3, 4, num_hidden=23, dropout=0.3)
     x = (3 * np.random.default_rng(1).standard_normal((4, 30, 3))).astype(np.float32)

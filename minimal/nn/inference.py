@@ -70,11 +70,13 @@ def forward_function(model, params=None):
 
 def plain_parameters(model, params):
     """name -> float32 array of every parameter (the overrides applied), or None if any of them is something
-    else than a float32 array or Tensor (an Interval, a PCM crossbar, float64 for a gradient check)."""
+    else than a float32 array or Tensor (an Interval, a PCM crossbar, float64 for a gradient check), or has
+    another shape than the model's own (the model's forward then names the error; the kernels do not check)."""
+    own = dict(model.named_parameters())
     p = {}
     for name, value in model.parameter_dict(params).items():
         array = value.data if isinstance(value, Tensor) else value   # a Parameter or Tensor: its array
-        if type(array) is not np.ndarray or array.dtype != np.float32:
+        if type(array) is not np.ndarray or array.dtype != np.float32 or array.shape != own[name].shape:
             return None
         p[name] = array
     return p
@@ -116,6 +118,8 @@ def cnn_forward(model, p):
                                features.reshape(n, n_filters, kernels.pooled_size(out_h), kernels.pooled_size(out_w)))
 
     def forward(x):
+        if np.ndim(x) != 4 or np.shape(x)[1] != w1.shape[1]:
+            raise ValueError(f"the CNN takes images (N, {w1.shape[1]}, H, W), got shape {np.shape(x)}")
         images = channels_last(as_float32(x))
         features = np.empty((len(images), model.fc1.weight.shape[0]), np.float32)
         for start in range(0, len(images), CHUNK_IMAGES):
