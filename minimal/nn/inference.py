@@ -32,8 +32,10 @@ from .mlp import MLP
 # Images per pass through the convolutions. conv2's patch matrix takes 410 KB per image (100 output pixels ×
 # 1024 inputs × 4 bytes): 16 images, 6.5 MB, stay in the CPU's last-level cache (8 MB here) between im2col and
 # the product, and the product (1600 × 1024 @ 1024 × 64, 0.2 GFLOP) is large enough that handing it to BLAS's
-# threads and back costs little. Measured per 10 000 images, 2 threads on a busy machine: 8 images 21.7 s,
-# 16 images 15.3 s, 32 15.0 s, 125 14.0 s; on one thread 8 to 64 images within 2 % of each other.
+# threads and back costs little. Measured per 10 000 images, 2 threads: on a busy machine 8 images 21.7 s,
+# 16 images 15.3 s, 32 15.0 s, 125 14.0 s (with OpenBLAS's default spinning threads, see minimal/__init__.py);
+# without the spinning, 8 images 8.16 s, 16 7.89 s, 32 7.86 s, 4 8.56 s; with the machine otherwise idle 8 and 16
+# within 10 % of each other; on one thread 4 to 64 images within 2 %.
 CHUNK_IMAGES = 16
 
 
