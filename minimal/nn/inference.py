@@ -58,6 +58,24 @@ class Workspace:
 WORKSPACE = Workspace()
 
 
+def warm_up_blas():
+    """One matrix product with many columns, once per process, before the CNN's products.
+
+    Measured with NumPy 2.4's OpenBLAS (0.3.31) on the 2-core machine: in a process that has not yet multiplied by a
+    matrix of ≥ 512 columns, products of conv2's shape (1600 × 1024 @ 1024 × 64) ran at 14 GFLOP/s on one thread;
+    after one such product at 27-31 GFLOP/s, in every thread of the process (also after a float64 one, so it is
+    OpenBLAS's own state; no page faults either way, and we did not find the cause). A mismatch draw of the CNN on
+    one thread: 11.2-11.7 s without this call, 6.2-6.8 s with it. The training path's products are wide enough
+    (filters first) to do this on their own. Costs ~5 ms, once."""
+    global BLAS_WARMED_UP
+    if not BLAS_WARMED_UP:
+        np.ones((64, 1024), np.float32) @ np.ones((1024, 1024), np.float32)
+        BLAS_WARMED_UP = True
+
+
+BLAS_WARMED_UP = False
+
+
 def forward_function(model, params=None):
     """A function x -> logits (a new float32 array) for the model at `params` (name -> array overrides, as in
     model(x, params)), or None if the model or the parameters are of a kind this file does not handle."""
@@ -101,6 +119,7 @@ def cnn_forward(model, p):
     for conv in (model.conv1, model.conv2):
         if as_pair(conv.stride, "stride") != (1, 1) or as_pair(conv.padding, "padding") != (0, 0):
             return None
+    warm_up_blas()
     w1, w2 = p["conv1.weight"], p["conv2.weight"]                    # (F, C, KH, KW)
     conv1_pool_relu = kernels.conv_pool_relu_kernel(w1.shape[2], w1.shape[3], w1.shape[1])
     conv1, conv2 = filters_last(w1), filters_last(w2)                # (KH·KW·C, F)
