@@ -168,6 +168,19 @@ def test_conv2d_named_shapes(x_shape, w_shape, stride, padding, dtype):
     assert_close(grad_w, reference.conv2d_backward_weight(g, x, w_shape[2:], stride, padding), dtype)
 
 
+def test_backward_weight_takes_the_forwards_patches():
+    """The patch rows conv2d_forward returns (what ops.conv2d keeps for its backward) give the same grad of w as
+    building them again, on a batch cut into three chunks."""
+    rng = np.random.default_rng(5)
+    x, w = rng.standard_normal((5, 3, 7, 6)), rng.standard_normal((4, 3, 3, 2))
+    with samples_per_chunk(2, x, w, (2, 1), (1, 0)):
+        out, patches = conv.conv2d_forward(x, w, (2, 1), (1, 0), return_patches=True)
+        g = rng.standard_normal(out.shape)
+        assert len(patches) == 3
+        np.testing.assert_array_equal(conv.conv2d_backward_weight(g, x, (3, 2), (2, 1), (1, 0), patches),
+                                      conv.conv2d_backward_weight(g, x, (3, 2), (2, 1), (1, 0)))
+
+
 def test_chunks_cover_the_batch_in_order():
     x, w = np.zeros((5, 2, 6, 6), np.float32), np.zeros((3, 2, 3, 3), np.float32)
     with samples_per_chunk(2, x, w, (1, 1), (0, 0)):

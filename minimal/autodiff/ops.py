@@ -320,16 +320,19 @@ def dropout(a, p, rng, training=True):
 def conv2d(x, w, b=None, stride=1, padding=0):
     """2-D convolution (cross-correlation, as in every DL library). x (N,C,H,W), w (F,C,KH,KW), b (F,).
     stride, padding: an int or an (h, w) pair. The bias is added inside the kernel (one pass over the output
-    instead of two); its gradient is grad_out summed over samples and pixels."""
+    instead of two); its gradient is grad_out summed over samples and pixels. The forward's patch rows (im2col)
+    stay with the graph until backward, which needs them again for the gradient of w."""
     x, w = _operands(x, w)
     b = None if b is None else as_tensor(b, like=x)
-    out = conv_kernels.conv2d_forward(x.data, w.data, stride, padding, None if b is None else b.data)
+    out, patches = conv_kernels.conv2d_forward(x.data, w.data, stride, padding, None if b is None else b.data,
+                                               return_patches=True)
 
     def backward(g):
         if x.requires_grad:
             accumulate_grad(x, conv_kernels.conv2d_backward_input(g, w.data, x.shape[2:], stride, padding))
         if w.requires_grad:
-            accumulate_grad(w, conv_kernels.conv2d_backward_weight(g, x.data, w.shape[2:], stride, padding))
+            accumulate_grad(w, conv_kernels.conv2d_backward_weight(g, x.data, w.shape[2:], stride, padding,
+                                                                   patches))
         if b is not None and b.requires_grad:
             accumulate_grad(b, g.reshape(g.shape[0], g.shape[1], -1).sum(axis=2).sum(axis=0).reshape(b.shape))
     parents = (x, w) if b is None else (x, w, b)

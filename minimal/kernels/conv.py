@@ -37,8 +37,13 @@ NUMBA_DISABLE_JIT=1 they run as plain Python, correct but only for tiny shapes.
 
 Measurements, and the variants we tried and rejected: docs/performance.md, "Convolution kernels".
 """
+import ctypes
 import functools
+import glob
+import os
+from concurrent.futures import ThreadPoolExecutor
 
+import numba
 import numpy as np
 from numba import njit, prange
 
@@ -234,18 +239,29 @@ def _max_pool_backward(grad_out, argmax, grad_x):
 
     grad_out, argmax: (planes, OH*OW); grad_x: (planes, H*W), zero on entry. += because with stride < kernel
     one input can win several overlapping windows. A thread owns whole planes, so writes never collide.
+    Returns how many argmax entries lie outside a plane (skipped; the caller reports them): checked here, in the
+    one pass over argmax, rather than by two more passes (min and max) before.
     """
     n_planes, n_out = grad_out.shape
+    plane_size = grad_x.shape[1]
+    outside = 0
     for i in prange(n_planes):
         for j in range(n_out):
-            grad_x[i, argmax[i, j]] += grad_out[i, j]
+            k = argmax[i, j]
+            if k < 0 or k >= plane_size:
+                outside += 1
+            else:
+                grad_x[i, k] += grad_out[i, j]
+    return outside
 
 
 # ------------------------------------------------------------------------------------------- convolution
-# A batch is cut into equal chunks of samples, as few as keep one chunk's patch rows plus its product within this
-# many bytes. Up to glibc's largest heap block (32 MB) freed memory is reused by the next call (see
-# minimal/kernels/__init__.py); a larger block would be fresh memory from the OS, page-faulted on every call.
+# A batch is cut into equal chunks of samples: at least MIN_CHUNKS (so that two threads multiply at once), more
+# if one chunk's patch rows plus its product would take more than CHUNK_BYTES. Up to glibc's largest heap block
+# (32 MB) freed memory is reused by the next call (see minimal/kernels/__init__.py); a larger block would be
+# fresh memory from the OS, page-faulted on every call. Chunks depend on the sizes only, never on the thread count.
 CHUNK_BYTES = 24 * 2**20
+MIN_CHUNKS = 2
 
 
 class _ConvShape:
@@ -262,17 +278,12 @@ class _ConvShape:
         self.pixels = self.out_h * self.out_w         # output pixels per sample and filter
         floats_per_sample = (self.patch + n_filters) * self.pixels
         most = max(1, CHUNK_BYTES // (floats_per_sample * dtype.itemsize))
-        n_chunks = -(-n_samples // most)
-        self.per_chunk = max(1, -(-n_samples // max(1, n_chunks)))    # equal chunks, the last one maybe shorter
+        n_chunks = max(MIN_CHUNKS, -(-n_samples // most))
+        self.per_chunk = max(1, -(-n_samples // n_chunks))    # equal chunks, the last one maybe shorter
 
     def chunks(self):
         """(start, stop) of consecutive chunks of samples."""
-        for start in range(0, self.n, self.per_chunk):
-            yield start, min(start + self.per_chunk, self.n)
-
-    def work_buffer(self, floats_per_sample):
-        """Flat scratch memory for one chunk, allocated once per call; see _leading."""
-        return np.empty(self.per_chunk * floats_per_sample, dtype=self.dtype)
+        return [(start, min(start + self.per_chunk, self.n)) for start in range(0, self.n, self.per_chunk)]
 
     def channels_last(self, x):
         """x (N, C, H, W) zero-padded and channels-last: (N, Hp, Wp, C)."""
@@ -285,27 +296,60 @@ class _ConvShape:
         """W2 (F, KH*KW*C): each filter as one row, in the (kh, kw, c) order of the patch rows."""
         return np.ascontiguousarray(w.transpose(0, 2, 3, 1)).reshape(self.f, self.patch)
 
-    def im2col(self, x_cl, start, stop, buffer):
-        """The patch rows of samples start..stop-1, (stop - start, OH*OW, C*KH*KW), written into buffer."""
-        rows = _leading(buffer, (stop - start, self.out_h, self.out_w, self.patch))
+    def im2col(self, x_cl, start, stop):
+        """The patch rows of samples start..stop-1 as a matrix (stop - start)*OH*OW by C*KH*KW."""
+        rows = np.empty((stop - start, self.out_h, self.out_w, self.patch), dtype=self.dtype)
         _im2col(x_cl[start:stop], rows, self.kh, self.kw, *self.stride)
-        return rows.reshape(stop - start, self.pixels, self.patch)
+        return rows.reshape(-1, self.patch)
 
-    def grad_filters_first(self, grad_out, start, stop, buffer):
-        """G2 of samples start..stop-1: (F, stop - start, OH*OW), written into buffer."""
-        g2 = _leading(buffer, (self.f, stop - start, self.pixels))
+    def grad_filters_first(self, grad_out, start, stop):
+        """G2 of samples start..stop-1 as a matrix F by (stop - start)*OH*OW."""
+        g2 = np.empty((self.f, stop - start, self.pixels), dtype=self.dtype)
         _samples_to_filters(grad_out[start:stop].reshape(stop - start, self.f, self.pixels), g2)
-        return g2
+        return g2.reshape(self.f, -1)
 
 
-def _leading(buffer, shape):
-    """The first prod(shape) entries of a flat buffer as a contiguous array of that shape (a view).
+# ------------------------------------------------------------------------------------------- the products
+# The chunks' matrix products run at the same time, one chunk per thread of a small pool, each thread with a
+# single-threaded OpenBLAS. We do not let OpenBLAS split each product over its own threads: its threads wait for
+# each other spinning, and on our 2-core machine, shared with other jobs, that made a CNN training step 1.3x
+# PyTorch's instead of 0.8x (docs/performance.md). A product on one thread also sums in one fixed order, so the
+# results do not depend on the number of threads.
+def _openblas_thread_setter():
+    """NumPy's OpenBLAS function that sets the thread count of the calling thread only
+    (openblas_set_num_threads_local, OpenBLAS >= 0.3.27, in NumPy's wheels), or None where it cannot be found."""
+    numpy_folder = os.path.dirname(np.__file__)
+    for path in (glob.glob(os.path.join(numpy_folder, os.pardir, "numpy.libs", "*openblas*"))
+                 + glob.glob(os.path.join(numpy_folder, ".dylibs", "*openblas*"))):
+        try:
+            setter = ctypes.CDLL(path).openblas_set_num_threads_local
+        except (OSError, AttributeError):
+            continue
+        setter.argtypes, setter.restype = [ctypes.c_int], ctypes.c_int
+        return setter
+    return None
 
-    The last chunk may be shorter than the others; taking the front of the buffer keeps it contiguous.
-    """
-    return buffer[:int(np.prod(shape))].reshape(shape)
+
+_pools = {}   # process id -> the product threads (a forked child must not use its parent's threads)
 
 
+def _product_pool():
+    """The threads that run the products (as many as numba's), or None without a single-thread OpenBLAS setting."""
+    if os.getpid() not in _pools:
+        setter = _openblas_thread_setter()
+        _pools[os.getpid()] = None if setter is None else ThreadPoolExecutor(
+            numba.config.NUMBA_NUM_THREADS, thread_name_prefix="conv-product", initializer=setter, initargs=(1,))
+    return _pools[os.getpid()]
+
+
+def _in_parallel(product, items):
+    """[product(item) for item in items], computed at the same time on the product threads (one after another
+    in this thread where OpenBLAS cannot be made single-threaded per thread)."""
+    pool = _product_pool()
+    return [product(item) for item in items] if pool is None else list(pool.map(product, items))
+
+
+# ------------------------------------------------------------------------------------------- convolution
 def im2col(x, kernel_hw, stride=(1, 1), padding=(0, 0)):
     """The patch matrix of a whole batch in the layout of conv_reference.im2col: cols[k, n, oh*OW + ow] with
     k = (c*KH + kh)*KW + kw, shape (C*KH*KW, N, OH*OW), and (OH, OW). (The convolutions below use their own
@@ -319,16 +363,17 @@ def im2col(x, kernel_hw, stride=(1, 1), padding=(0, 0)):
     x = np.ascontiguousarray(x, dtype=_float_dtype(x))
     n, c = x.shape[:2]
     s = _ConvShape(n, c, x.shape[2:], 1, kernel_hw, stride, padding, x.dtype)
-    rows = np.empty((n, s.out_h, s.out_w, s.patch), dtype=x.dtype)
-    _im2col(s.channels_last(x), rows, s.kh, s.kw, *stride)
+    rows = s.im2col(s.channels_last(x), 0, n)
     cols = rows.reshape(n, s.pixels, s.kh, s.kw, c).transpose(4, 2, 3, 0, 1)      # (c, kh, kw, n, pixel)
     return np.ascontiguousarray(cols).reshape(s.patch, n, s.pixels), (s.out_h, s.out_w)
 
 
-def conv2d_forward(x, w, stride=(1, 1), padding=(0, 0), bias=None):
+def conv2d_forward(x, w, stride=(1, 1), padding=(0, 0), bias=None, return_patches=False):
     """Cross-correlation (what deep-learning libraries call convolution), plus an optional bias per filter.
 
     x (N, C, H, W), w (F, C, KH, KW), bias (F,) -> out (N, F, OH, OW), OH = (H + 2*pad_h - KH) // stride_h + 1.
+    return_patches: return (out, patches), the patch rows of every chunk, which conv2d_backward_weight can take
+    instead of building them again (a training step keeps them from its forward to its backward pass).
     """
     stride, padding = as_pair(stride, "stride"), as_pair(padding, "padding")
     _check_stride_padding(stride, padding, "conv2d_forward")
@@ -342,14 +387,14 @@ def conv2d_forward(x, w, stride=(1, 1), padding=(0, 0), bias=None):
     s = _ConvShape(x.shape[0], x.shape[1], x.shape[2:], w.shape[0], w.shape[2:], stride, padding, dtype)
     bias = np.zeros(s.f, dtype) if bias is None else np.ascontiguousarray(bias, dtype=dtype).reshape(s.f)
     x_cl, filters = s.channels_last(x), s.filters_channels_last(w.astype(dtype, copy=False))
-    rows_buffer, product_buffer = s.work_buffer(s.pixels * s.patch), s.work_buffer(s.pixels * s.f)
+    chunks = s.chunks()
+    rows = [s.im2col(x_cl, start, stop) for start, stop in chunks]
+    products = _in_parallel(lambda chunk_rows: filters @ chunk_rows.T, rows)           # W2 @ rows.T
     out = np.empty((s.n, s.f, s.pixels), dtype=dtype)
-    for start, stop in s.chunks():
-        rows = s.im2col(x_cl, start, stop, rows_buffer)
-        product = _leading(product_buffer, (s.f, stop - start, s.pixels))
-        np.matmul(filters, rows.reshape(-1, s.patch).T, out=product.reshape(s.f, -1))    # W2 @ rows.T
-        _filters_to_samples(product, bias, out[start:stop])
-    return out.reshape(s.n, s.f, s.out_h, s.out_w)
+    for (start, stop), product in zip(chunks, products):
+        _filters_to_samples(product.reshape(s.f, stop - start, s.pixels), bias, out[start:stop])
+    out = out.reshape(s.n, s.f, s.out_h, s.out_w)
+    return (out, rows) if return_patches else out
 
 
 def conv2d_backward_input(grad_out, w, input_hw, stride, padding):
@@ -366,21 +411,22 @@ def conv2d_backward_input(grad_out, w, input_hw, stride, padding):
                          f"{w.shape} on input {(s.h, s.w)}: expected (N, {s.f}, {s.out_h}, {s.out_w})")
     grad_out = np.ascontiguousarray(grad_out, dtype=dtype)
     filters = s.filters_channels_last(w.astype(dtype, copy=False))
-    g2_buffer, grad_rows_buffer = s.work_buffer(s.pixels * s.f), s.work_buffer(s.pixels * s.patch)
+    chunks = s.chunks()
+    g2s = [s.grad_filters_first(grad_out, start, stop) for start, stop in chunks]
+    grad_rows = _in_parallel(lambda g2: g2.T @ filters, g2s)                           # G2.T @ W2
     (ph, pw) = padding
     grad_x_cl = np.zeros((s.n, s.h + 2 * ph, s.w + 2 * pw, s.c), dtype=dtype)
-    for start, stop in s.chunks():
-        g2 = s.grad_filters_first(grad_out, start, stop, g2_buffer)
-        grad_rows = _leading(grad_rows_buffer, (stop - start, s.out_h, s.out_w, s.patch))
-        np.matmul(g2.reshape(s.f, -1).T, filters, out=grad_rows.reshape(-1, s.patch))    # G2.T @ W2
-        _col2im(grad_rows, grad_x_cl[start:stop], s.kh, s.kw, *stride)
+    for (start, stop), chunk_grad_rows in zip(chunks, grad_rows):
+        _col2im(chunk_grad_rows.reshape(stop - start, s.out_h, s.out_w, s.patch), grad_x_cl[start:stop],
+                s.kh, s.kw, *stride)
     grad_x = np.empty((s.n, s.c, s.h, s.w), dtype=dtype)
     _to_channels_first(grad_x_cl, grad_x, ph, pw)                 # the gradient on the padding is dropped
     return grad_x
 
 
-def conv2d_backward_weight(grad_out, x, kernel_hw, stride, padding):
-    """Gradient of conv2d_forward with respect to w: (N, F, OH, OW), (N, C, H, W) -> (F, C, KH, KW)."""
+def conv2d_backward_weight(grad_out, x, kernel_hw, stride, padding, patches=None):
+    """Gradient of conv2d_forward with respect to w: (N, F, OH, OW), (N, C, H, W) -> (F, C, KH, KW).
+    patches: the patch rows conv2d_forward returned for this x (return_patches=True), or None to build them."""
     stride, padding = as_pair(stride, "stride"), as_pair(padding, "padding")
     _check_stride_padding(stride, padding, "conv2d_backward_weight")
     grad_out, x = np.asarray(grad_out), np.asarray(x)
@@ -392,13 +438,15 @@ def conv2d_backward_weight(grad_out, x, kernel_hw, stride, padding):
         raise ValueError(f"conv2d_backward_weight: grad_out shape {grad_out.shape} does not match x shape "
                          f"{x.shape} with kernel {(s.kh, s.kw)}: expected ({s.n}, F, {s.out_h}, {s.out_w})")
     grad_out = np.ascontiguousarray(grad_out, dtype=dtype)
-    x_cl = s.channels_last(x)
-    rows_buffer, g2_buffer = s.work_buffer(s.pixels * s.patch), s.work_buffer(s.pixels * s.f)
-    grad_filters = np.zeros((s.f, s.patch), dtype=dtype)
-    for start, stop in s.chunks():
-        rows = s.im2col(x_cl, start, stop, rows_buffer)
-        g2 = s.grad_filters_first(grad_out, start, stop, g2_buffer)
-        grad_filters += g2.reshape(s.f, -1) @ rows.reshape(-1, s.patch)   # G2 @ rows: sums samples and pixels
+    chunks = s.chunks()
+    if patches is None:
+        x_cl = s.channels_last(x)
+        patches = [s.im2col(x_cl, start, stop) for start, stop in chunks]
+    pairs = [(s.grad_filters_first(grad_out, start, stop), rows) for (start, stop), rows in zip(chunks, patches)]
+    per_chunk = _in_parallel(lambda pair: pair[0] @ pair[1], pairs)   # G2 @ rows: sums samples and pixels
+    grad_filters = per_chunk[0]
+    for chunk_sum in per_chunk[1:]:                                   # added in chunk order, on any thread count
+        grad_filters = grad_filters + chunk_sum
     return np.ascontiguousarray(grad_filters.reshape(s.f, s.kh, s.kw, s.c).transpose(0, 3, 1, 2))
 
 
@@ -438,9 +486,8 @@ def max_pool2d_backward(grad_out, argmax, input_shape):
     planes = n * c
     grad_out = np.ascontiguousarray(grad_out, dtype=_float_dtype(grad_out))
     argmax = np.ascontiguousarray(argmax, dtype=np.int64)
-    if argmax.size and (argmax.min() < 0 or argmax.max() >= height * width):  # the kernel does not check bounds
+    grad_x = np.zeros((planes, height * width), dtype=grad_out.dtype)
+    if _max_pool_backward(grad_out.reshape(planes, -1), argmax.reshape(planes, -1), grad_x):
         raise ValueError(f"max_pool2d_backward: argmax holds indices outside a {height}x{width} plane "
                          f"(input shape {input_shape}); was it made by max_pool2d_forward on this input?")
-    grad_x = np.zeros((planes, height * width), dtype=grad_out.dtype)
-    _max_pool_backward(grad_out.reshape(planes, -1), argmax.reshape(planes, -1), grad_x)
     return grad_x.reshape(input_shape)
