@@ -27,15 +27,18 @@ results up to rounding):
   and col2im adds runs just as long; with channels first the runs would be KW numbers long;
 - the products are filters-first (F, N*OH*OW), so that going back to (N, F, OH, OW) moves whole runs of OH*OW
   numbers (one per sample and filter), and the bias is added on the way;
-- a big batch is cut into a few equal chunks of samples (CHUNK_BYTES below), so that the work buffers stay
-  below the size at which the C library maps fresh memory from the operating system on every call;
+- the batch is cut into a few equal chunks of samples (at least two; CHUNK_BYTES below), and the chunks'
+  products run at the same time, one per thread, each on a single-threaded OpenBLAS ("the products" below);
+- conv2d_forward can hand its patch rows to conv2d_backward_weight (ops.conv2d does), so a training step builds
+  them once;
 - max-pooling is one loop over windows, parallel over the N*C planes, compiled once per window size (so the
   window loops unroll), remembering where each maximum came from (argmax) for the backward.
 The numba kernels index with loop variables (never negative, so numba drops its negative-index checks). All are
 compiled with cache=True (the first call in a fresh environment compiles, a few seconds); with
 NUMBA_DISABLE_JIT=1 they run as plain Python, correct but only for tiny shapes.
 
-Measurements, and the variants we tried and rejected: docs/performance.md, "Convolution kernels".
+Measurements, and the variants we tried and rejected: docs/performance.md, "CNN training step and
+convolution kernels".
 """
 import ctypes
 import functools
