@@ -22,7 +22,10 @@ the median over `--repeats` runs. `--repeats` sets every count below.
   methods  the F-MNIST CNN's training step at batch 100 with `beta` (the paper's method, N_steps = 10) against
            `standard`: beta_over_standard, limit N_steps + 3 (the algorithm needs N_steps + 2 forward/backward
            passes); mismatch_eval_100_draws_s, 100 draws of minimal.robust.mismatch.mismatch_accuracies on 10,000
-           images at ζ = 0.5 (what `evaluate mismatch` does for one model and one ζ), from `--repeats` draws.
+           images at ζ = 0.5 (what `evaluate mismatch` does for one model and one ζ), from `--repeats` draws,
+           each alternating with the 1024² matmul: mismatch_draw_fraction_of_matmul, the draw's GFLOP/s (its
+           convolutions and dense products) as a fraction of the matmul's, says how near the BLAS floor a draw is
+           on whatever machine the bench runs.
   pcm      the F-MNIST CNN on the simulated PCM chip (minimal/pcm.py): programming one chip, one read of it scoring
            10,000 images (timed on 1000, scaled), and pcm_eval_5_times_25_repeats_s, these scaled to `evaluate
            pcm`'s default (25 chips × 5 times).
@@ -358,19 +361,36 @@ def random_images(num_images, seed=2):
                  np.zeros(num_images, dtype=np.int64))
 
 
-def mismatch_seconds_per_draw(num_images, num_draws):
-    """Seconds per draw of mismatch_accuracies (what `evaluate mismatch` runs) for the CNN at ζ = 0.5."""
+def cnn_forward_flops_per_image(model):
+    """2 × the multiply-adds of the CNN's forward pass on one 28×28 image: both convolutions and the dense layers
+    (pooling, bias and ReLU are not counted)."""
+    flops = 0
+    for x_shape, w_shape in conv_layer_shapes(1):
+        out_side = x_shape[2] - w_shape[2] + 1
+        flops += 2 * out_side * out_side * int(np.prod(w_shape))
+    return flops + sum(2 * model.parameter_dict()[f"{layer}.weight"].data.size for layer in ("fc1", "fc2", "fc3"))
+
+
+def mismatch_draw_against_matmul(num_images, repeats):
+    """One draw of mismatch_accuracies (what `evaluate mismatch` runs for each draw) for the CNN at ζ = 0.5 on
+    `num_images` images, alternating with the 1024² float32 matmul: (seconds per draw, the draw's speed as a
+    fraction of the matmul's GFLOP/s)."""
     model, split = CNN(np.random.default_rng(0)).eval(), random_images(num_images)
-    mismatch_accuracies(model, fixed_subset(split, min(num_images, 1000)), 0.5, 1, np.random.default_rng(3))
-    return seconds(lambda: mismatch_accuracies(model, split, 0.5, num_draws, np.random.default_rng(3))) / num_draws
+    rng = np.random.default_rng(3)
+    matmul, matmul_flops = matmul_gflops_function()
+    draw_s, matmul_s, draw_over_matmul_time = alternating(
+        lambda: mismatch_accuracies(model, split, 0.5, 1, rng), matmul, repeats, warmup=1)
+    draw_flops = num_images * cnn_forward_flops_per_image(model)
+    return draw_s, (draw_flops / matmul_flops) / draw_over_matmul_time
 
 
 def bench_methods(repeats, batch_size=100):
     beta_s, standard_s, ratio = alternating(method_step("beta", batch_size), method_step("standard", batch_size),
                                             repeats)
+    draw_s, draw_fraction_of_matmul = mismatch_draw_against_matmul(10_000, repeats)
     return {"cnn_standard_step_ms": 1000 * standard_s, "cnn_beta_step_ms": 1000 * beta_s,
             "beta_over_standard": ratio, "beta_over_standard_limit": ATTACK_DEFAULTS["attack_steps"] + 3,
-            "mismatch_eval_100_draws_s": 100 * mismatch_seconds_per_draw(10_000, max(1, repeats))}
+            "mismatch_eval_100_draws_s": 100 * draw_s, "mismatch_draw_fraction_of_matmul": draw_fraction_of_matmul}
 
 
 def bench_pcm(repeats, num_images=1000):

@@ -16,7 +16,16 @@ def test_pcm_group_reports_its_keys_on_a_small_split():
 
 def test_method_steps_and_mismatch_draws_run():
     bench.method_step("standard", batch_size=8)()
-    assert bench.mismatch_seconds_per_draw(num_images=20, num_draws=2) > 0
+    draw_seconds, fraction_of_matmul = bench.mismatch_draw_against_matmul(num_images=20, repeats=1)
+    assert draw_seconds > 0 and fraction_of_matmul > 0
+
+
+def test_cnn_forward_flops_count_every_product_of_the_paper_cnn():
+    """conv1 25·25 outputs × 64 filters × 16 weights, conv2 10·10 × 64 × 64·16, dense 1600·256 + 256·64 + 64·10,
+    two flops per multiply-add."""
+    model = bench.CNN(np.random.default_rng(0))
+    expected = 2 * (25 * 25 * 64 * 16 + 10 * 10 * 64 * 64 * 16 + 1600 * 256 + 256 * 64 + 64 * 10)
+    assert bench.cnn_forward_flops_per_image(model) == expected
 
 
 def test_alternating_times_the_two_sides_in_turns_and_takes_the_median_of_the_pair_ratios(monkeypatch):
