@@ -48,6 +48,7 @@ import numpy as np
 from .autodiff import no_grad
 from .cli import progress_bar
 from .kernels import conv as conv_kernels
+from .kernels.blas import warm_up_blas
 
 G_MAX = 25.0          # µS, the largest target conductance
 T_READ = 250e-9       # s, t_r of the 1/f read-noise fit
@@ -254,6 +255,7 @@ class Crossbar:
         x = np.asarray(getattr(x, "data", x))
         if x.ndim != 2 or x.shape[1] != self.shape[0]:
             raise ValueError(f"crossbar of shape {self.shape} cannot multiply an input of shape {x.shape}")
+        warm_up_blas()          # OpenBLAS is slow until a process's first wide product (kernels/blas.py says why)
         return np.concatenate([self._matmul_rows(x[start:start + ROWS_PER_PASS])
                                for start in range(0, len(x), ROWS_PER_PASS)]).astype(x.dtype, copy=False)
 
@@ -289,10 +291,12 @@ def tile_slices(size, tile_size):
 
 def image_patches(x, kh, kw, stride=1, padding=0):
     """Every input patch as one input vector: (N, C, H, W) -> (N·out_h·out_w, C·kh·kw), rows ordered (n, i, j),
-    columns (c, u, v) — the order of a kernel reshaped to (out, C·kh·kw). The convolution's own im2col
-    (minimal/kernels/conv.py) cuts the patches; here they are turned to one row per patch."""
-    cols, (out_h, out_w) = conv_kernels.im2col(x, (kh, kw), stride, padding)    # (C·kh·kw, N, out_h·out_w)
-    return np.ascontiguousarray(cols.reshape(len(cols), -1).T), out_h, out_w
+    columns (c, u, v) — the order of a kernel reshaped to (out, C·kh·kw). The convolution's own patch rows
+    (minimal/kernels/conv.py, columns (u, v, c)) are cut, then each row's columns put in that order."""
+    rows, (out_h, out_w) = conv_kernels.patch_rows(x, (kh, kw), stride, padding)    # (N·out_h·out_w, kh·kw·C)
+    channels = np.shape(x)[1]
+    patches = rows.reshape(len(rows), kh, kw, channels).transpose(0, 3, 1, 2).reshape(len(rows), -1)
+    return patches, out_h, out_w
 
 
 def kernel_as_matrix(kernel):

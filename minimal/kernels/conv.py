@@ -353,22 +353,28 @@ def _in_parallel(product, items):
 
 
 # ------------------------------------------------------------------------------------------- convolution
+def patch_rows(x, kernel_hw, stride=(1, 1), padding=(0, 0)):
+    """The patch matrix of a whole batch with one row per output pixel: rows (n, oh, ow), columns (kh, kw, c)
+    (channels last, the layout the convolutions below multiply), shape (N·OH·OW, KH·KW·C), and (OH, OW)."""
+    kernel_hw = as_pair(kernel_hw, "kernel size")
+    stride, padding = as_pair(stride, "stride"), as_pair(padding, "padding")
+    _check_stride_padding(stride, padding, "patch_rows")
+    x = np.asarray(x)
+    _check_ndim(x, 4, "patch_rows", "x")
+    x = np.ascontiguousarray(x, dtype=_float_dtype(x))
+    s = _ConvShape(x.shape[0], x.shape[1], x.shape[2:], 1, kernel_hw, stride, padding, x.dtype)
+    return s.im2col(s.channels_last(x), 0, x.shape[0]), (s.out_h, s.out_w)
+
+
 def im2col(x, kernel_hw, stride=(1, 1), padding=(0, 0)):
     """The patch matrix of a whole batch in the layout of conv_reference.im2col: cols[k, n, oh*OW + ow] with
     k = (c*KH + kh)*KW + kw, shape (C*KH*KW, N, OH*OW), and (OH, OW). (The convolutions below use their own
-    channels-last patch rows, chunk by chunk; this is for code that wants the patches themselves, such as the PCM
-    crossbar of minimal/pcm.py.)"""
-    kernel_hw = as_pair(kernel_hw, "kernel size")
-    stride, padding = as_pair(stride, "stride"), as_pair(padding, "padding")
-    _check_stride_padding(stride, padding, "im2col")
-    x = np.asarray(x)
-    _check_ndim(x, 4, "im2col", "x")
-    x = np.ascontiguousarray(x, dtype=_float_dtype(x))
-    n, c = x.shape[:2]
-    s = _ConvShape(n, c, x.shape[2:], 1, kernel_hw, stride, padding, x.dtype)
-    rows = s.im2col(s.channels_last(x), 0, n)
-    cols = rows.reshape(n, s.pixels, s.kh, s.kw, c).transpose(4, 2, 3, 0, 1)      # (c, kh, kw, n, pixel)
-    return np.ascontiguousarray(cols).reshape(s.patch, n, s.pixels), (s.out_h, s.out_w)
+    channels-last patch rows, chunk by chunk; this is for code that wants the patches themselves.)"""
+    rows, (out_h, out_w) = patch_rows(x, kernel_hw, stride, padding)
+    n, c = np.shape(x)[:2]
+    kh, kw = as_pair(kernel_hw, "kernel size")
+    cols = rows.reshape(n, out_h * out_w, kh, kw, c).transpose(4, 2, 3, 0, 1)      # (c, kh, kw, n, pixel)
+    return np.ascontiguousarray(cols).reshape(c * kh * kw, n, out_h * out_w), (out_h, out_w)
 
 
 def conv2d_forward(x, w, stride=(1, 1), padding=(0, 0), bias=None, return_patches=False):
