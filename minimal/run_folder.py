@@ -66,11 +66,15 @@ def read_checked_json(path):
     return document
 
 
+# settings added after runs had been recorded without them: their value in those runs
+DEFAULTS_OF_LATER_SETTINGS = {"keep": "best"}
+
+
 def settings_differences(recorded, settings):
     """The names of the settings that differ between a run's recorded settings and `settings`, other than those a
     resumed run may change (more epochs, another step budget, …)."""
     return [name for name in settings if name not in SETTINGS_THAT_MAY_CHANGE_ON_RESUME
-            and recorded.get(name) != settings[name]]
+            and recorded.get(name, DEFAULTS_OF_LATER_SETTINGS.get(name)) != settings[name]]
 
 
 def check_same_settings(out, recorded, settings):

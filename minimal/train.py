@@ -74,6 +74,10 @@ def build_parser():
                              "kernels up by --weight-growth-rate until their mean |W| reaches M (default: off)")
     parser.add_argument("--weight-growth-rate", type=positive_float, default=0.002, metavar="R",
                         help="with --grow-weights-to: the factor 1 + R per step (default: 0.002)")
+    parser.add_argument("--keep", choices=("best", "last"), default="best",
+                        help="which epoch's network becomes the run's checkpoint: the one with the best validation "
+                             "accuracy, or the last one, for runs whose point is where training ends, such as "
+                             "--grow-weights-to (default: best)")
     add_method_options(parser)
     return parser
 
@@ -120,6 +124,7 @@ def resolve_settings(args):
         "clip_sigmas": args.clip_sigmas,
         "grow_weights_to": args.grow_weights_to,
         "weight_growth_rate": args.weight_growth_rate if args.grow_weights_to else None,
+        "keep": args.keep,
         **method_settings(args),
     }
 
@@ -287,15 +292,18 @@ def run_epochs(settings, model, optimizer, data, rng, meta, start, log):
                                 **attacked_validation(model, validation, settings, epoch),
                                 "seconds": round(time.time() - start, 1)})
         warming_up = epoch < settings.get("warmup_epochs", 0)
-        improved = val_acc > meta["best_val_acc"] and not warming_up   # a warm-up network is not the method's
-        if improved:
+        keep_last = settings.get("keep") == "last"
+        improved = val_acc > meta["best_val_acc"] and not keep_last
+        saved = (improved or keep_last) and not warming_up              # a warm-up network is not the method's
+        if saved:   # with --keep last, best_epoch and best_val_acc are the last epoch's: the checkpoint's
             meta["best_epoch"], meta["best_val_acc"] = epoch + 1, val_acc
             save_checkpoint(settings["out"], model, meta)
         save_resume_point(settings["out"], model, optimizer, rng, meta)
         attacked = meta["history"][-1].get("val_acc_attacked")
         under_attack = f", under attack ζ {settings['val_attack']:g}: {attacked:.4f}" if attacked is not None else ""
+        saved_note = " (best, saved)" if improved and saved else " (saved)" if saved else ""
         log(f"epoch {epoch + 1}{' (warm-up: standard steps)' if warming_up else ''}: train loss {train_loss:.4f}, "
-            f"val acc {val_acc:.4f}{under_attack}{' (best, saved)' if improved else ''}, {time.time() - start:.0f} s")
+            f"val acc {val_acc:.4f}{under_attack}{saved_note}, {time.time() - start:.0f} s")
 
 
 def mean_weight_magnitude(model):

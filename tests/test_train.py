@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 
+from minimal import run_folder
 from minimal import train as train_module
 from minimal.cli import EXIT_USAGE
 from minimal.nn.module import load_checkpoint
@@ -275,3 +276,22 @@ def test_grow_weights_to_scales_the_weights_up_to_the_target_and_not_the_biases(
 def test_a_run_with_grow_weights_to_ends_near_its_target(tiny_task, tmp_path):
     meta = run_training(tmp_path / "grown", "--epochs", "3", "--grow-weights-to", "3", "--weight-growth-rate", "0.2")
     assert [h["mean_abs_weight"] for h in meta["history"]][-1] == pytest.approx(3, rel=0.05)
+
+
+def test_keep_last_makes_the_last_epoch_the_checkpoint(tiny_task, tmp_path):
+    """--keep last (for runs such as --grow-weights-to, whose point is where training ends): the checkpoint is the
+    last epoch's network, whatever the validation accuracy did."""
+    meta = run_training(tmp_path / "last", "--epochs", "3", "--grow-weights-to", "3", "--weight-growth-rate", "0.2",
+                        "--keep", "last")
+    assert meta["best_epoch"] == 3 and meta["best_val_acc"] == meta["history"][-1]["val_acc"]
+    weights, _ = load_checkpoint(tmp_path / "last")
+    assert np.mean(np.abs(weights["fc.weight"])) == pytest.approx(meta["history"][-1]["mean_abs_weight"], rel=1e-6)
+
+
+def test_a_run_recorded_before_keep_existed_resumes_as_keep_best(tiny_task):
+    def settings(*extra):
+        return train_module.resolve_settings(train_module.build_parser().parse_args(["--task", "tiny", *extra]))
+    recorded = settings()
+    del recorded["keep"]
+    assert run_folder.settings_differences(recorded, settings()) == []
+    assert run_folder.settings_differences(recorded, settings("--keep", "last")) == ["keep"]
