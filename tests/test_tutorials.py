@@ -9,7 +9,11 @@ prints the same text as stored (every stream output, except the lines marked ⏱
 student version (python -m minimal.course student) fails each exercise with `NotImplementedError: exercise N.M`
 of that exercise, in its solution cell or in its grading cell. The student version runs only up to its last
 grading cell: what follows holds no exercise, and running it would double the cost of the test.
+
+The executions are started together by one fixture and run two at a time (see `executed`); each test waits for
+the one it checks.
 """
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import nbclient
@@ -52,24 +56,71 @@ def test_notebook_is_stored_with_its_outputs(path):
     assert kinds[-1] & {"stream", "display_data", "execute_result"}, f"the last cell of {path.name} shows nothing"
 
 
-def execute(notebook, path, folder, allow_errors=False):
-    """Execute `notebook` (read from `path`) in a fresh single-threaded kernel working in `folder`; skip the test
-    when it needs Fashion-MNIST and that is not installed."""
-    if any("load_fmnist(" in cell.source or "load_course_data(" in cell.source for cell in notebook.cells) \
-            and not fmnist_installed():
+def uses_fmnist(path):
+    return any("load_fmnist(" in cell.source or "load_course_data(" in cell.source
+               for cell in nbformat.read(path, as_version=4).cells)
+
+
+def skip_without_fmnist(path):
+    if uses_fmnist(path) and not fmnist_installed():
         pytest.skip(f"{path.name} uses Fashion-MNIST, which is not installed")
+
+
+def execute(notebook, folder, allow_errors=False):
+    """Execute `notebook` in a fresh kernel working in `folder`; raises CellExecutionError, naming the cell and
+    its traceback, if a cell fails (unless allow_errors)."""
     client = nbclient.NotebookClient(notebook, timeout=CELL_TIMEOUT_SECONDS, kernel_name="python3",
                                      allow_errors=allow_errors, resources={"metadata": {"path": str(folder)}})
-    # The kernel runs numba and BLAS on one thread: the tutorials' small networks gain nothing from two, and on
-    # cores shared with other jobs a parallel loop waiting for its second thread made them ten times slower.
-    with single_threaded_children():
-        client.execute()  # raises CellExecutionError, naming the cell and its traceback, if any cell fails
+    client.execute()
     return notebook
 
 
+def student_notebook_to_last_grading_cell(path):
+    """The student version of a course notebook, up to its last grading cell: what follows holds no exercise."""
+    stored = nbformat.read(path, as_version=4)
+    last_grading_cell = max(index for index, cell in enumerate(stored.cells) if is_grading_cell(cell))
+    student = student_version(stored)
+    student.cells = student.cells[:last_grading_cell + 1]
+    return student
+
+
+def run_job(kind, path, folder):
+    """One execution: the stored notebook ("solution") or its student version ("student")."""
+    if uses_fmnist(path) and not fmnist_installed():
+        return None
+    if kind == "student":
+        return execute(student_notebook_to_last_grading_cell(path), folder, allow_errors=True)
+    return execute(nbformat.read(path, as_version=4), folder)
+
+
+# which execution each test of this file waits for
+JOB_OF_TEST = {"test_notebook_runs_without_errors": "solution",
+               "test_course_notebook_prints_the_stored_numbers": "solution",
+               "test_student_version_fails_each_exercise_with_its_own_message": "student"}
+
+
+@pytest.fixture(scope="module")
+def executed(request, tmp_path_factory):
+    """(kind, path) -> Future of the executed notebook, for every execution the selected tests of this file need,
+    all submitted at once and run two at a time, in the order of the tests.
+
+    Each kernel runs numba and BLAS on one thread: the tutorials' small networks gain nothing from two, and on
+    cores shared with other jobs a parallel loop waiting for its second thread made them ten times slower. The test
+    process itself only waits, so two kernels at a time use both cores of a 2-core machine (CI): the ~10 minutes
+    that the notebooks take one after another become about half."""
+    jobs = [(JOB_OF_TEST[item.originalname], item.callspec.params["path"]) for item in request.session.items
+            if item.module is request.module and item.originalname in JOB_OF_TEST]
+    with single_threaded_children(), ThreadPoolExecutor(max_workers=2) as pool:
+        futures = {job: pool.submit(run_job, *job, tmp_path_factory.mktemp(job[0]))
+                   for job in dict.fromkeys(jobs)}
+        yield futures
+        pool.shutdown(cancel_futures=True)
+
+
 @pytest.mark.parametrize("path", OTHER_NOTEBOOKS, ids=lambda path: path.name)
-def test_notebook_runs_without_errors(path, tmp_path):
-    notebook = execute(nbformat.read(path, as_version=4), path, tmp_path)
+def test_notebook_runs_without_errors(path, executed):
+    skip_without_fmnist(path)
+    notebook = executed["solution", path].result()
     assert all(cell.get("execution_count") for cell in notebook.cells if cell.cell_type == "code")
 
 
@@ -80,24 +131,22 @@ def printed_text(cell):
 
 
 @pytest.mark.parametrize("path", COURSE_NOTEBOOKS, ids=lambda path: path.name)
-def test_course_notebook_prints_the_stored_numbers(path, tmp_path):
+def test_course_notebook_prints_the_stored_numbers(path, executed):
+    skip_without_fmnist(path)
     stored = nbformat.read(path, as_version=4)
-    executed = execute(nbformat.read(path, as_version=4), path, tmp_path)
-    for number, (old, new) in enumerate(zip(stored.cells, executed.cells)):
+    executed_notebook = executed["solution", path].result()
+    for number, (old, new) in enumerate(zip(stored.cells, executed_notebook.cells)):
         if old.cell_type == "code":
             assert printed_text(new) == printed_text(old), f"{path.name}, cell {number}:\n{old.source[:300]}"
 
 
 @pytest.mark.parametrize("path", COURSE_NOTEBOOKS, ids=lambda path: path.name)
-def test_student_version_fails_each_exercise_with_its_own_message(path, tmp_path):
-    student = student_version(nbformat.read(path, as_version=4))
+def test_student_version_fails_each_exercise_with_its_own_message(path, executed):
+    skip_without_fmnist(path)
     pairs = exercises(nbformat.read(path, as_version=4))
-    last_grading_cell = max(index for index, cell in enumerate(nbformat.read(path, as_version=4).cells)
-                            if is_grading_cell(cell))
-    student.cells = student.cells[:last_grading_cell + 1]
-    executed = execute(student, path, tmp_path, allow_errors=True)
+    student = executed["student", path].result()
     for exercise, cells in pairs.items():
-        errors = [output for index in cells for output in executed.cells[index].outputs
+        errors = [output for index in cells for output in student.cells[index].outputs
                   if output.output_type == "error"]
         assert errors, f"{path.name}: exercise {exercise} raised no error in the student version"
         assert (errors[0].ename, errors[0].evalue) == ("NotImplementedError", f"exercise {exercise}"), \
