@@ -9,8 +9,8 @@ from minimal.metrics import accuracy
 from minimal.tasks import TASKS, load_trained_model
 
 CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
-FINISHED = sorted(folder for folder in CHECKPOINTS.glob("*/*") if (folder / "model.npz").is_file()
-                  and "test_acc" in json.loads((folder / "meta.json").read_text()))
+FINISHED = sorted(path.parent for path in CHECKPOINTS.rglob("model.npz")
+                  if "test_acc" in json.loads((path.parent / "meta.json").read_text()))
 DATA = {}
 
 
@@ -21,7 +21,7 @@ def split_of(task, seed):
     return DATA[task, seed]
 
 
-@pytest.mark.parametrize("folder", FINISHED, ids=lambda folder: f"{folder.parent.name}/{folder.name}")
+@pytest.mark.parametrize("folder", FINISHED, ids=lambda folder: str(folder.relative_to(CHECKPOINTS)))
 def test_a_committed_checkpoint_reproduces_its_test_accuracy(folder):
     model, meta = load_trained_model(folder)
     try:
