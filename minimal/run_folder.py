@@ -9,15 +9,46 @@ A folder that holds a run is never overwritten unless asked (--overwrite); --res
 checkpoint has no resume state, and settings that differ from the recorded ones (other than those a resumed run
 may change, such as the number of epochs).
 """
+import contextlib
 import os
 import shutil
 
-from .cli import CommandError, UsageError, check_writable_folder
+from .cli import CommandError, UsageError, check_writable_folder, first_missing_folder
+
+try:
+    import fcntl            # POSIX file locks; where it is missing (Windows) runs are not locked
+except ImportError:
+    fcntl = None
 from .io import atomic_save_json, atomic_save_npz, load_npz, read_json
 
 RESUME_FOLDER = "resume"
+LOCK_FILE = ".lock"
 SETTINGS_THAT_MAY_CHANGE_ON_RESUME = ("epochs", "max_steps", "val_samples", "val_attack", "resume", "overwrite",
                                       "out")
+
+
+@contextlib.contextmanager
+def claimed_output_folder(out):
+    """Hold a lock on <out>/.lock while a run trains there, so that a second `train` with the same --out (another
+    terminal, a second sweep) stops with one line instead of writing its checkpoints over ours, or deleting our
+    resume state with --overwrite. The lock goes with the process, however it ends. A folder created here is
+    removed again if the run ends before it saved anything, so a command that fails leaves no folder behind."""
+    created = first_missing_folder(out)
+    os.makedirs(out, exist_ok=True)
+    lock = open(os.path.join(out, LOCK_FILE), "w")
+    try:
+        if fcntl is not None:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise UsageError(f"{out} is being trained by another process right now; wait for it to end, or "
+                                 f"choose another --out") from None
+        yield
+    finally:
+        lock.close()
+        saved_nothing = not os.path.exists(os.path.join(out, "meta.json")) and not has_resume_point(out)
+        if created is not None and saved_nothing:
+            shutil.rmtree(created, ignore_errors=True)
 
 
 def check_output_folder(settings):

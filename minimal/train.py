@@ -16,8 +16,8 @@ import time
 
 import numpy as np
 
-from .cli import (EXIT_ERROR, CommandError, OneLineErrorParser, UsageError, nonnegative_int, positive_float,
-                  positive_int, progress_bar, run_reporting_errors)
+from .cli import (EXIT_ERROR, CommandError, OneLineErrorParser, UsageError, check_writable_folder, nonnegative_int,
+                  positive_float, positive_int, progress_bar, run_reporting_errors)
 from .data.common import DataNotFoundError, fixed_subset, iterate_minibatches
 from .metrics import accuracy
 from .nn.module import load_checkpoint, save_checkpoint
@@ -25,7 +25,8 @@ from .optim import PiecewiseConstant
 from .pcm import clip_weights, is_crossbar_weight
 from .robust.attack import attacked_accuracy
 from .robust.methods import METHOD_DEFAULTS, METHODS, TEXT_CHOICES, hyperparameters
-from .run_folder import RESUME_FOLDER, check_output_folder, has_resume_point, resume_from, save_resume_point
+from .run_folder import (RESUME_FOLDER, check_output_folder, claimed_output_folder, has_resume_point, resume_from,
+                         save_resume_point)
 from .tasks import TASKS, CheckpointError, load_trained_model, model_rng
 
 EXIT_DATA, EXIT_DIVERGED = EXIT_ERROR, 3
@@ -227,6 +228,12 @@ def train(settings, data_dir=None, log=print):
     if settings.get("warmup_epochs", 0) >= settings["epochs"]:
         raise UsageError(f"--warmup-epochs {settings['warmup_epochs']} leaves none of the {settings['epochs']} "
                          f"epochs to {settings['method']}")
+    check_writable_folder(settings["out"])
+    with claimed_output_folder(settings["out"]):      # one process at a time trains in --out
+        return train_in_claimed_folder(settings, data_dir, log)
+
+
+def train_in_claimed_folder(settings, data_dir, log):
     finished = check_output_folder(settings)
     if finished:
         log(f"{settings['out']} is already finished (test accuracy {finished['test_acc']:.4f}); "

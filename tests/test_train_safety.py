@@ -12,7 +12,8 @@ import pytest
 
 from minimal import evaluate, sweep
 from minimal import train as train_module
-from minimal.cli import EXIT_INTERRUPTED
+from minimal import run_folder
+from minimal.cli import EXIT_INTERRUPTED, EXIT_USAGE
 from minimal.nn.module import load_checkpoint
 from minimal.tasks import TASKS, Task
 from synthetic import TinyNet, tiny_data
@@ -253,3 +254,27 @@ def test_meta_names_the_code_that_trained(tmp_path, capsys):
     assert main(capsys, "--out", out, "--max-steps", "1")[0] == 0
     version = json.load(open(os.path.join(out, "meta.json")))["code_version"]
     assert version is None or re.fullmatch(r"[0-9a-f]{7,40}(\+changes)?", version), version
+
+
+def test_a_folder_being_trained_is_refused_with_one_line(tmp_path, capsys):
+    """While one process trains in --out (here: this test holds the folder's lock, as a training process does), a
+    second `train` there stops with one line and touches nothing, --overwrite included; once the first is done,
+    the folder is free again."""
+    out = str(tmp_path / "run")
+    assert main(capsys, "--epochs", "1", "--out", out)[0] == 0
+    before = fingerprint(out)
+    with run_folder.claimed_output_folder(out):
+        for extra in (["--resume"], ["--overwrite"]):
+            code, error = main(capsys, "--epochs", "2", "--out", out, *extra)
+            assert code == EXIT_USAGE
+            assert_one_error_line(error, "being trained by another process")
+    assert fingerprint(out) == before
+    assert main(capsys, "--epochs", "2", "--out", out, "--resume")[0] == 0
+
+
+def test_a_new_folder_being_trained_is_refused_and_left_to_its_owner(tmp_path, capsys):
+    out = tmp_path / "new" / "run"
+    with run_folder.claimed_output_folder(str(out)):
+        code, error = main(capsys, "--epochs", "1", "--out", str(out))
+        assert code == EXIT_USAGE and "being trained by another process" in error
+    assert not (tmp_path / "new").exists()           # its owner saved nothing: no folder is left behind
