@@ -4,6 +4,7 @@ epoch that lets a stopped run continue bit for bit (`python -m minimal.train --r
     <out>/model.npz, meta.json     the checkpoint with the best validation accuracy (meta.json: settings, history)
     <out>/resume/state.json        the commit point: the optimiser's and generator's state, the history, and the
     <out>/resume/epoch-NNNN.npz    name of the arrays (model + optimiser) after the last finished epoch
+    <out>/.lock                    locked while a process trains here (claimed_output_folder)
 
 A folder that holds a run is never overwritten unless asked (--overwrite); --resume refuses a folder whose
 checkpoint has no resume state, and settings that differ from the recorded ones (other than those a resumed run
