@@ -15,12 +15,12 @@ import os
 import shutil
 
 from .cli import CommandError, UsageError, check_writable_folder, first_missing_folder
+from .io import atomic_save_json, atomic_save_npz, load_npz, read_json
 
 try:
     import fcntl            # POSIX file locks; where it is missing (Windows) runs are not locked
 except ImportError:
     fcntl = None
-from .io import atomic_save_json, atomic_save_npz, load_npz, read_json
 
 RESUME_FOLDER = "resume"
 LOCK_FILE = ".lock"
