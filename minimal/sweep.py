@@ -7,7 +7,7 @@ resumable: a training job whose meta.json already has a test accuracy is skipped
 its last finished epoch (`--resume`), and an evaluation is skipped when its table is newer than every checkpoint
 and was made with the same arguments.
 With --scheduler ADDRESS the same commands go to the workers of a Dask scheduler instead (training jobs as many at
-a time as the cluster has worker threads, then the evaluations); `--scheduler local:N` starts N workers on this
+a time as the cluster has worker threads, then the evaluations, as many at a time too); `--scheduler local:N` starts N workers on this
 machine. The workers need this folder and this Python environment at the same paths (a shared filesystem), with
 `pip install -e ".[cluster]"` done; see README.md, "Running a sweep on a cluster".
 With --report FILE the tables, figures, commands and wall times go into one section of a Markdown file
@@ -51,7 +51,8 @@ def build_parser():
                     help="seeds, comma- or space-separated (default: 0)")
     parser.add_argument("--root", help="folder for all runs (default: runs/sweep-<task>)")
     where = parser.add_mutually_exclusive_group()
-    where.add_argument("--jobs", type=positive_int, default=1, help="training processes at once (default 1)")
+    where.add_argument("--jobs", type=positive_int, default=1,
+                       help="processes at once, training jobs and then the evaluations (default 1)")
     where.add_argument("--scheduler", type=scheduler_address, metavar="ADDRESS",
                        help="run the jobs on the workers of the Dask scheduler at ADDRESS (e.g. tcp://HOST:8786), "
                             "or on N worker processes started here (local:N); needs pip install -e \".[cluster]\"")
@@ -306,23 +307,30 @@ def evaluation_arguments(evaluation, root, baselines, jobs):
 
 
 def evaluate_all(args, root, jobs, run_job):
-    """Run the evaluations that are not up to date with run_job (see job_runner), one after the other; returns an
-    error message or None. Each one's wall time and arguments are kept in <root>/<name>/wall_seconds.json, for
-    the report and for evaluation_is_current."""
+    """Hand the evaluations that are not up to date to run_job (see job_runner), all at once: they are
+    independent (each writes its own folder), so with --jobs N or a scheduler N of them run side by side. Returns
+    the first failure's message or None. Each one's wall time and arguments are kept in
+    <root>/<name>/wall_seconds.json, for the report and for evaluation_is_current."""
+    running = []
     for evaluation in args.evaluate:
         name = evaluation[0]
         if evaluation_is_current(root, evaluation, args.baseline, jobs):
             print(f"evaluation {name} in {root}/{name} is up to date")
             continue
         os.makedirs(os.path.join(root, name), exist_ok=True)
-        running = run_job(evaluation_command(evaluation, root, args.baseline, jobs), os.path.join(root, name + ".log"))
-        problem, seconds = job_problem(running)
+        log_path = os.path.join(root, name + ".log")
+        running.append((evaluation, run_job(evaluation_command(evaluation, root, args.baseline, jobs), log_path)))
+    failures = []
+    for evaluation, future in running:
+        name = evaluation[0]
+        problem, seconds = job_problem(future)
         if problem is not None:
-            return f"the evaluation {name} failed ({problem}); see {root}/{name}.log"
+            failures.append(f"the evaluation {name} failed ({problem}); see {root}/{name}.log")
+            continue
         atomic_save_json(os.path.join(root, name, "wall_seconds.json"),
                          {"seconds": round(seconds, 1),
                           "arguments": evaluation_arguments(evaluation, root, args.baseline, jobs)})
-    return None
+    return failures[0] if failures else None
 
 
 def main(argv=None):

@@ -3,6 +3,7 @@ import json
 import os
 import shlex
 import sys
+import threading
 
 import pytest
 
@@ -240,3 +241,25 @@ def test_a_bad_vary_is_one_line(spec, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
         parse("--task", "fmnist", "--methods", "beta", "--vary", spec)
     assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_evaluations_run_side_by_side_with_jobs(tmp_path, monkeypatch):
+    """With --jobs 2 the second evaluation starts while the first runs: each fake evaluation waits at a barrier
+    that only opens when both have arrived."""
+    root = tmp_path / "runs"
+    write_trained(root, ["--task", "fmnist", "--methods", "standard", "--root", str(root)], "standard")
+    both_running = threading.Barrier(2, timeout=10)
+
+    def fake_evaluate(command, log_path):
+        both_running.wait()
+        out = command[command.index("--out") + 1]
+        for table in ("mismatch.json", "mismatch.csv", "ibp.json", "ibp.csv"):
+            with open(os.path.join(out, table), "w") as f:
+                f.write("{}")
+        return 0, 1.0
+    monkeypatch.setattr(sweep, "run_logged", fake_evaluate)
+    argv = ["--task", "fmnist", "--methods", "standard", "--root", str(root), "--jobs", "2",
+            "--evaluate", "mismatch=mismatch", "--evaluate", "ibp=ibp"]
+    assert sweep.main(argv) == 0
+    for name in ("mismatch", "ibp"):
+        assert json.loads((root / name / "wall_seconds.json").read_text())["seconds"] == 1.0
