@@ -15,15 +15,20 @@ The figures are `matplotlib.figure.Figure` objects rendered by the Agg backend, 
 list of open figures to leak, and importing this module never changes the backend a notebook uses.
 """
 import io
+import re
 
 import numpy as np
+from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from .io import atomic_write_bytes
 
 DPI = 120
-LINESTYLES = ("-", "--", ":", "-.")  # one per attack kind in plot_attack_curves
+LINESTYLES = ("-", "--", ":", "-.")  # one per seed of a method: "standard seed 0", "standard seed 1", ...
+SEED_SUFFIX = re.compile(r" seed \d+$")
+LEGEND_INSIDE_MAX = 6                # a legend with more entries goes beside the axes, off the data
+ATTACK_FIGURES = {"PGA on cross-entropy": "Fig. 3", "PGA on KL": "Fig. S3", "random box corner": "Fig. S5c"}
 
 
 def save_png(figure, path):
@@ -46,58 +51,111 @@ def new_axes(title, xlabel, ylabel, width=7.0, height=4.5, subtitle=""):
     return figure, axes
 
 
+def label_styles(labels):
+    """label -> (colour, line style). Labels that differ only by a trailing " seed N" form a group (a method):
+    one colour per group, in order of first appearance (tab10, or tab20 beyond 10 groups, so that up to 20
+    groups all differ), and the seeds of a group get the LINESTYLES in turn. A label without a seed is its own
+    group, drawn "-"."""
+    groups = [SEED_SUFFIX.sub("", label) for label in labels]
+    order = list(dict.fromkeys(groups))
+    if len(order) <= 10:
+        colours = colormaps["tab10"].colors  # the default colours C0 … C9
+    else:
+        pairs = colormaps["tab20"].colors   # a dark and a light shade per hue: the 10 dark ones first
+        colours = pairs[0::2] + pairs[1::2]
+    styles = {}
+    for index, (label, group) in enumerate(zip(labels, groups)):
+        seed_rank = groups[:index].count(group)
+        styles[label] = (colours[order.index(group) % len(colours)], LINESTYLES[seed_rank % len(LINESTYLES)])
+    return styles
+
+
+def add_legend(axes, handles=None):
+    """The legend of `handles` (by default the labelled artists of `axes`): inside the axes where it covers the
+    least data, or, with more than LEGEND_INSIDE_MAX entries, beside the axes on the right."""
+    if handles is None:
+        handles = axes.get_legend_handles_labels()[0]
+    if len(handles) > LEGEND_INSIDE_MAX:
+        return axes.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
+    return axes.legend(handles=handles, loc="best")
+
+
+def labelled_lines(figure):
+    """The first line of each label over all panels of `figure`, in order: the handles of one legend for all."""
+    lines = {}
+    for axes in figure.axes:
+        for line in axes.get_lines():
+            lines.setdefault(line.get_label(), line)
+    return list(lines.values())
+
+
 # ---------------------------------------------------------------------------------------------------- Fig. 2
 def plot_mismatch_boxes(table, path, title="Fig. 2: test accuracy under mismatch Θ·(1 + ζ·N(0, 1))"):
     """Fig. 2: test accuracy (%) of every mismatch draw Θ·(1 + ζ·N(0, 1)), one box per checkpoint per ζ (and
     Fig. 5 / S4 for the other noise models, named in the title).
 
     table: label -> {ζ: accuracies of the draws (fractions)}. Boxes of one ζ stand side by side, one colour per
-    checkpoint; the whiskers reach 1.5 box heights, points beyond are single draws (the bad chips). A cell of a
-    single draw (ζ = 0 is Θ itself) is a short line in its checkpoint's colour: a box would be a bare black line.
+    method (label_styles), the box edge drawn in the seed's line style; the whiskers reach 1.5 box heights, points
+    beyond are single draws (the bad chips). A cell of a single draw (ζ = 0 is Θ itself) is a short line in its
+    checkpoint's colour: a box would be a bare black line.
     """
     labels = list(table)
+    styles = label_styles(labels)
     zetas = sorted({zeta for cells in table.values() for zeta in cells})
     figure, axes = new_axes(title, "noise level ζ",
                             "test accuracy (%)", width=max(7.0, 1.1 * len(zetas) * max(1, len(labels) / 2)))
     box_width = 0.8 / len(labels)
     for index, label in enumerate(labels):
+        colour, style = styles[label]
         shift = (index - (len(labels) - 1) / 2) * box_width
         present = [k for k, zeta in enumerate(zetas) if zeta in table[label]]
         boxes = [k for k in present if np.size(table[label][zetas[k]]) > 1]
         single = [k for k in present if np.size(table[label][zetas[k]]) == 1]
         axes.boxplot([100 * np.asarray(table[label][zetas[k]]) for k in boxes],
                      positions=[k + shift for k in boxes], widths=0.85 * box_width, patch_artist=True,
-                     boxprops={"facecolor": f"C{index}", "alpha": 0.6}, medianprops={"color": "black"},
+                     boxprops={"facecolor": colour, "linestyle": style, "alpha": 0.6},
+                     medianprops={"color": "black"},
                      flierprops={"marker": ".", "markersize": 3})
         for k in single:
             axes.hlines(100 * np.ravel(table[label][zetas[k]])[0], k + shift - 0.4 * box_width,
-                        k + shift + 0.4 * box_width, color=f"C{index}", linewidth=3)
+                        k + shift + 0.4 * box_width, color=colour, linewidth=3)
     axes.set_xticks(range(len(zetas)), [f"{zeta:g}" for zeta in zetas])
     axes.set_xlim(-0.5, len(zetas) - 0.5)
-    axes.legend(handles=[Patch(facecolor=f"C{i}", alpha=0.6, label=label) for i, label in enumerate(labels)],
-                loc="best")
+    add_legend(axes, [Patch(facecolor=colour, edgecolor="black", linestyle=style, alpha=0.6, label=label)
+                      for label, (colour, style) in styles.items()])
     return save_png(figure, path)
 
 
 # ---------------------------------------------------------------------------------------------------- Fig. 3
 def plot_attack_curves(zetas, curves, path, subtitle=""):
-    """Fig. 3 / S3 / S5c: test accuracy (%) after an attack of size ζ, one line per checkpoint and attack kind.
+    """Fig. 3 / S3 / S5c: test accuracy (%) after an attack of size ζ, one panel per attack kind (named with its
+    paper figure), one line per checkpoint, styled by label_styles.
 
     zetas  : the attack sizes, drawn equally spaced (as in the paper) since they span two orders of magnitude;
              the axis label says the spacing is not to scale
-    curves : label -> {attack name: accuracies (fractions), one per ζ}; colour = checkpoint, line style = attack
+    curves : label -> {attack name: accuracies (fractions), one per ζ}
     """
-    figure, axes = new_axes("Fig. 3, S3, S5c: test accuracy after a weight attack of size ζ",
-                            "attack size ζ (box |Θ* − Θ| ≤ ζ|Θ|; the ζ values equally spaced, not to scale)",
-                            "test accuracy (%)", subtitle=subtitle)
+    attacks = list(dict.fromkeys(attack for lines in curves.values() for attack in lines))
+    styles = label_styles(list(curves))
+    figure = Figure(figsize=(4.2 * len(attacks), 4.5), layout="constrained")
+    panels = figure.subplots(1, len(attacks), sharey=True, squeeze=False)[0]
     positions = np.arange(len(zetas))
-    for index, (label, attacks) in enumerate(curves.items()):
-        for style, (attack, accuracies) in zip(LINESTYLES, attacks.items()):
-            axes.plot(positions, 100 * np.asarray(accuracies), color=f"C{index}", linestyle=style, marker="o",
-                      markersize=4, label=f"{label}: {attack}")
-    axes.set_xticks(positions, [f"{zeta:g}" for zeta in zetas])
-    axes.set_ylim(0, 100)
-    axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))  # beside the axes: many lines
+    for axes, attack in zip(panels, attacks):
+        for label, lines in curves.items():
+            if attack in lines:
+                colour, style = styles[label]
+                axes.plot(positions, 100 * np.asarray(lines[attack]), color=colour, linestyle=style, marker="o",
+                          markersize=4, label=label)
+        axes.set_title(f"{attack} ({ATTACK_FIGURES[attack]})" if attack in ATTACK_FIGURES else attack, fontsize=10)
+        axes.set_xticks(positions, [f"{zeta:g}" for zeta in zetas])
+        axes.grid(alpha=0.3)
+    panels[0].set_ylim(0, 100)
+    panels[0].set_ylabel("test accuracy (%)")
+    figure.supxlabel("attack size ζ (box |Θ* − Θ| ≤ ζ|Θ|; the ζ values equally spaced, not to scale)",
+                     fontsize="medium")
+    figure.suptitle("Fig. 3, S3, S5c: test accuracy after a weight attack of size ζ"
+                    + (f"\n{subtitle}" if subtitle else ""), fontsize=11)
+    add_legend(panels[-1], labelled_lines(figure))
     return save_png(figure, path)
 
 
@@ -107,16 +165,17 @@ def plot_landscape(alphas, losses, path, subtitle=""):
 
     losses: label -> array (repeats, len(alphas)), one row per direction. The thick line is the mean over the
     directions (Fig. 1), the thin ones are the single directions (Fig. S2). Flat curves = a robust minimum.
+    Colour and line style of the thick line by label_styles.
     """
     figure, axes = new_axes("Fig. 1 (mean, thick) and S2 (single directions, thin): test loss around Θ",
                             "α  (parameters Θ + α·v, v = |Θ|·ζ·N(0, 1))", "test cross-entropy", subtitle=subtitle)
-    for index, (label, trials) in enumerate(losses.items()):
-        trials = np.atleast_2d(trials)
+    for label, (colour, style) in label_styles(list(losses)).items():
+        trials = np.atleast_2d(losses[label])
         for trial in trials:
-            axes.plot(alphas, trial, color=f"C{index}", linewidth=0.8, alpha=0.35)
-        axes.plot(alphas, trials.mean(axis=0), color=f"C{index}", linewidth=2.2, label=label)
+            axes.plot(alphas, trial, color=colour, linewidth=0.8, alpha=0.35)
+        axes.plot(alphas, trials.mean(axis=0), color=colour, linestyle=style, linewidth=2.2, label=label)
     axes.axvline(0, color="grey", linewidth=0.8, linestyle=":")
-    axes.legend(loc="upper center")
+    add_legend(axes)
     return save_png(figure, path)
 
 
@@ -132,8 +191,9 @@ def plot_membrane_histogram(bin_edges, densities, path, subtitle=""):
                             "(V − B) / B   (0 = threshold)", "normalised count", subtitle=subtitle)
     axes.axvspan(-1, 1, color="grey", alpha=0.12, label="|(V − B)/B| < 1: near threshold")
     axes.axvline(0, color="black", linewidth=0.8)
-    for index, (label, density) in enumerate(densities.items()):
-        axes.stairs(density, bin_edges, baseline=None, color=f"C{index}", linewidth=1.6, label=label)
+    for label, (colour, style) in label_styles(list(densities)).items():
+        axes.stairs(densities[label], bin_edges, baseline=None, color=colour, linestyle=style, linewidth=1.6,
+                    label=label)
     axes.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.15))  # below the axes: long labels
     return save_png(figure, path)
 
@@ -150,13 +210,13 @@ def plot_verified_accuracy(table, path, subtitle=""):
     figure, axes = new_axes("Fig. S9: verified accuracy (interval bound propagation)",
                             "attack size ζ (weights in [Θ − ζ|Θ|, Θ + ζ|Θ|]; equally spaced, not to scale)",
                             "verified accuracy (%)", subtitle=subtitle)
-    for index, (label, row) in enumerate(table.items()):
-        present = [k for k, zeta in enumerate(zetas) if zeta in row]
-        axes.plot(present, [100 * row[zetas[k]] for k in present], color=f"C{index}", marker="o", markersize=4,
-                  label=label)
+    for label, (colour, style) in label_styles(list(table)).items():
+        present = [k for k, zeta in enumerate(zetas) if zeta in table[label]]
+        axes.plot(present, [100 * table[label][zetas[k]] for k in present], color=colour, linestyle=style,
+                  marker="o", markersize=4, label=label)
     axes.set_xticks(range(len(zetas)), [f"{zeta:g}" for zeta in zetas])
-    axes.set_ylim(0, 100)
-    axes.legend(fontsize=8, loc="best")
+    axes.set_ylim(-2, 102)  # a margin: the points at 0 % (large ζ) and 100 % stay clear of the frame
+    add_legend(axes)
     return save_png(figure, path)
 
 
@@ -165,17 +225,19 @@ def plot_pcm_drift(times, curves, float_accuracies, path):
     """Fig. 4: accuracy (%) of networks on simulated PCM against the time since programming (log axis).
 
     curves           : label -> (mean, std) arrays over repeats, one entry per time, as fractions
-    float_accuracies : label -> the same network's accuracy in floating point on a PC (dashed line)
+    float_accuracies : label -> the same network's accuracy in floating point on a PC (thin line across)
+    Colour and line style by label_styles.
     """
     figure, axes = new_axes("Fig. 4: accuracy on simulated PCM as the devices drift",
                             "time since programming t (s)", "test accuracy (%)")
-    for index, (label, (mean, std)) in enumerate(curves.items()):
-        mean, std = 100 * np.asarray(mean), 100 * np.asarray(std)
-        axes.errorbar(times, mean, yerr=std, color=f"C{index}", marker="o", markersize=4, capsize=3, label=label)
-        axes.axhline(100 * float_accuracies[label], color=f"C{index}", linestyle="--", linewidth=1,
+    for label, (colour, style) in label_styles(list(curves)).items():
+        mean, std = 100 * np.asarray(curves[label][0]), 100 * np.asarray(curves[label][1])
+        axes.errorbar(times, mean, yerr=std, color=colour, linestyle=style, marker="o", markersize=4, capsize=3,
+                      label=label)
+        axes.axhline(100 * float_accuracies[label], color=colour, linestyle=style, linewidth=1,
                      label=f"{label}: floating point")
     axes.set_xscale("log")
-    axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
+    add_legend(axes)
     return save_png(figure, path)
 
 
@@ -183,17 +245,19 @@ def plot_pcm_drift(times, curves, float_accuracies, path):
 def plot_training_history(panels, path):
     """Fig. S4 (left, middle) and S5a/b: one panel per recorded quantity against the epoch, one line per checkpoint.
 
-    panels: quantity description -> {label: (epochs, values)}. A label keeps its colour in every panel.
+    panels: quantity description -> {label: (epochs, values)}. A label keeps its colour and line style
+    (label_styles) in every panel; one legend, on the last panel.
     """
-    labels = list(dict.fromkeys(label for lines in panels.values() for label in lines))
+    styles = label_styles(list(dict.fromkeys(label for lines in panels.values() for label in lines)))
     figure = Figure(figsize=(5.5 * len(panels), 4.2))
     for index, (quantity, lines) in enumerate(panels.items()):
         axes = figure.add_subplot(1, len(panels), index + 1)
         for label, (epochs, values) in lines.items():
-            axes.plot(epochs, values, color=f"C{labels.index(label) % 10}", marker="o", markersize=3, label=label)
+            colour, style = styles[label]
+            axes.plot(epochs, values, color=colour, linestyle=style, marker="o", markersize=3, label=label)
         axes.set_xlabel("epoch")
         axes.set_ylabel(quantity)
         axes.grid(alpha=0.3)
-    figure.axes[0].legend(fontsize=8, loc="best")
+    add_legend(figure.axes[-1], labelled_lines(figure))
     figure.suptitle("Fig. S4, S5a/b: what training recorded per epoch", fontsize=11)
     return save_png(figure, path)

@@ -29,6 +29,17 @@ FIGURES = {
 }
 
 
+def title(figure):
+    """The figure's main title: its suptitle, or else the title of its first axes."""
+    return figure.get_suptitle() or figure.axes[0].get_title()
+
+
+def legend_texts(figure):
+    """The entries of the figure's one legend, whichever axes holds it."""
+    [legend] = [axes.get_legend() for axes in figure.axes if axes.get_legend() is not None]
+    return [text.get_text() for text in legend.get_texts()]
+
+
 @pytest.mark.parametrize("name", list(FIGURES))
 def test_figure_is_a_png_named_after_the_paper_figure(name, tmp_path):
     plot, paper_figure, data = FIGURES[name]
@@ -36,8 +47,52 @@ def test_figure_is_a_png_named_after_the_paper_figure(name, tmp_path):
     figure = plot(*data, path)
     assert path.read_bytes()[:8] == PNG_MAGIC and path.stat().st_size > 10_000
     assert [p.name for p in tmp_path.joinpath("sub").iterdir()] == [f"{name}.png"]  # no temporary file left
-    axes = figure.axes[0]
-    assert paper_figure in axes.get_title()
-    legend = " | ".join(text.get_text() for text in axes.get_legend().get_texts())
+    assert paper_figure in title(figure)
+    legend = " | ".join(legend_texts(figure))
     for label in ("standard", "beta") if name != "membrane" else ("standard", "forward noise + beta"):
         assert label in legend
+
+
+SEEDED = [f"m{i} seed {seed}" for seed in (0, 1) for i in range(10)]  # 10 methods × 2 seeds, seed 0 of all first
+
+
+def test_seeds_of_a_method_share_its_colour_and_differ_in_line_style():
+    styles = plots.label_styles(SEEDED + ["pooled"])
+    assert len({styles[label][0] for label in SEEDED}) == 10
+    for i in range(10):
+        (colour_0, style_0), (colour_1, style_1) = styles[f"m{i} seed 0"], styles[f"m{i} seed 1"]
+        assert colour_0 == colour_1 and (style_0, style_1) == ("-", "--")
+    assert styles["pooled"][1] == "-" and styles["pooled"][0] not in {styles[label][0] for label in SEEDED}
+
+
+def test_up_to_20_methods_get_distinct_colours():
+    styles = plots.label_styles([f"method {i}" for i in range(20)])
+    assert len({colour for colour, _ in styles.values()}) == 20
+
+
+def inside(inner, outer):
+    return outer.x0 <= inner.x0 and inner.x1 <= outer.x1 and outer.y0 <= inner.y0 and inner.y1 <= outer.y1
+
+
+def test_a_long_legend_stands_beside_the_axes_a_short_one_inside(tmp_path):
+    rows = {label: {0.0: 0.9, 0.1: 0.5 + 0.02 * i} for i, label in enumerate(SEEDED)}
+    for labels, beside in ((SEEDED, True), (SEEDED[:6], False)):
+        figure = plots.plot_verified_accuracy({label: rows[label] for label in labels}, tmp_path / "ibp.png")
+        axes = figure.axes[0]
+        legend = axes.get_legend()
+        assert len(legend.get_texts()) == len(labels)
+        assert (legend.get_window_extent().x0 > axes.get_window_extent().x1) == beside
+        assert inside(legend.get_window_extent(), axes.get_window_extent()) != beside
+
+
+def test_attack_curves_have_a_panel_per_attack_and_a_legend_entry_per_checkpoint(tmp_path):
+    attacks = ("PGA on cross-entropy", "PGA on KL", "random box corner")
+    curves = {label: {attack: [0.9, 0.5 - 0.01 * i, 0.3] for attack in attacks} for i, label in enumerate(SEEDED)}
+    figure = plots.plot_attack_curves([0, 0.05, 0.1], curves, tmp_path / "attack.png")
+    assert title(figure).startswith("Fig. 3, S3, S5c")
+    assert [axes.get_title() for axes in figure.axes] == [
+        "PGA on cross-entropy (Fig. 3)", "PGA on KL (Fig. S3)", "random box corner (Fig. S5c)"]
+    assert all(axes.get_ylim() == (0, 100) and len(axes.get_lines()) == 20 for axes in figure.axes)
+    assert legend_texts(figure) == SEEDED
+    legend, last = figure.axes[-1].get_legend(), figure.axes[-1]
+    assert legend.get_window_extent().x0 > last.get_window_extent().x1
