@@ -246,10 +246,10 @@ def plot_training_history(panels, path):
     """Fig. S4 (left, middle) and S5a/b: one panel per recorded quantity against the epoch, one line per checkpoint.
 
     panels: quantity description -> {label: (epochs, values)}. A label keeps its colour and line style
-    (label_styles) in every panel; one legend, on the last panel.
+    (label_styles) in every panel; one legend for all panels, below them (a panel holds no room for long labels).
     """
     styles = label_styles(list(dict.fromkeys(label for lines in panels.values() for label in lines)))
-    figure = Figure(figsize=(5.5 * len(panels), 4.2))
+    figure = Figure(figsize=(5.5 * len(panels), 4.2), layout="constrained")
     for index, (quantity, lines) in enumerate(panels.items()):
         axes = figure.add_subplot(1, len(panels), index + 1)
         for label, (epochs, values) in lines.items():
@@ -258,6 +258,6 @@ def plot_training_history(panels, path):
         axes.set_xlabel("epoch")
         axes.set_ylabel(quantity)
         axes.grid(alpha=0.3)
-    add_legend(figure.axes[-1], labelled_lines(figure))
+    figure.legend(handles=labelled_lines(figure), loc="outside lower center", fontsize=8)
     figure.suptitle("Fig. S4, S5a/b: what training recorded per epoch", fontsize=11)
     return save_png(figure, path)
