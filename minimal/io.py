@@ -77,6 +77,13 @@ def sha256_of_file(path, chunk_size=1 << 20) -> str:
     return digest.hexdigest()
 
 
+def weights_digest(folder) -> str:
+    """The SHA-256 of a checkpoint's model.npz: what every evaluation of it depends on. It names the weights the
+    same way on every clone of the repository, where a file's modification time does not (git sets it to the
+    time of the checkout), so an evaluation committed with its checkpoint is not computed again elsewhere."""
+    return sha256_of_file(os.path.join(folder, "model.npz"))
+
+
 def write_csv(folder, name, rows):
     """<folder>/<name>.csv from rows of cells, written atomically."""
     text = io.StringIO()

@@ -36,7 +36,7 @@ from itertools import product
 from . import run_folder, train
 from .cli import (SINGLE_THREADED, CommandError, OneLineErrorParser, UsageError, add_list_option, nonnegative_int,
                   positive_int, run_reporting_errors)
-from .io import atomic_save_json, read_json
+from .io import atomic_save_json, read_json, weights_digest
 from .report import write_report_section
 from .robust.methods import METHODS
 from .tasks import TASKS
@@ -287,30 +287,33 @@ def train_all(args, root, jobs, run_job):
 
 
 def evaluation_is_current(root, evaluation, baselines, jobs):
-    """True when the evaluation's tables (JSON, and the CSV the report shows) exist, the JSON is newer than every
-    checkpoint it covers, and it was made by the same `minimal.evaluate` arguments (as recorded in
-    wall_seconds.json; tables made before that was recorded are judged by their age alone)."""
+    """True when the evaluation's tables (JSON, and the CSV the report shows) exist and were made by the same
+    `minimal.evaluate` arguments from the same weights, as recorded in wall_seconds.json (see evaluation_record):
+    a retrained checkpoint makes it out of date, a fresh clone of committed results does not."""
     name, (subcommand, *_) = evaluation
-    table = os.path.join(root, name, subcommand + ".json")
-    if not (os.path.isfile(table) and os.path.isfile(os.path.join(root, name, subcommand + ".csv"))):
+    folder = os.path.join(root, name)
+    if not all(os.path.isfile(os.path.join(folder, subcommand + ending)) for ending in (".json", ".csv")):
         return False
-    recorded = read_json(os.path.join(root, name, "wall_seconds.json"), {}).get("arguments")
-    if recorded is not None and recorded != evaluation_arguments(evaluation, root, baselines, jobs):
-        return False
+    recorded = read_json(os.path.join(folder, "wall_seconds.json"), {})
+    current = evaluation_record(evaluation, root, baselines, jobs)
+    return all(recorded.get(key) == current[key] for key in ("arguments", "weights"))
+
+
+def evaluation_record(evaluation, root, baselines, jobs):
+    """What an evaluation's results depend on: its command's arguments and the digest of each checkpoint's
+    weights, in the order of its --checkpoint arguments (None for a missing one: the evaluation will say so)."""
     folders = baselines + [job.folder(root) for job in jobs]
-    return all(os.path.getmtime(table) > os.path.getmtime(os.path.join(f, "meta.json")) for f in folders)
-
-
-def evaluation_arguments(evaluation, root, baselines, jobs):
-    """The evaluation command after `python -m minimal.evaluate`: what its results depend on."""
-    return evaluation_command(evaluation, root, baselines, jobs)[3:]
+    arguments = evaluation_command(evaluation, root, baselines, jobs)[3:]     # after `python -m minimal.evaluate`
+    return {"arguments": arguments,
+            "weights": [weights_digest(folder) if os.path.isfile(os.path.join(folder, "model.npz")) else None
+                        for folder in folders]}
 
 
 def evaluate_all(args, root, jobs, run_job):
     """Hand the evaluations that are not up to date to run_job (see job_runner), all at once: they are
     independent (each writes its own folder), so with --jobs N or a scheduler N of them run side by side. Returns
-    the first failure's message or None. Each one's wall time and arguments are kept in
-    <root>/<name>/wall_seconds.json, for the report and for evaluation_is_current."""
+    the first failure's message or None. Each one's wall time, arguments and weights (as they were when it
+    started) are kept in <root>/<name>/wall_seconds.json, for the report and for evaluation_is_current."""
     running = []
     for evaluation in args.evaluate:
         name = evaluation[0]
@@ -318,18 +321,17 @@ def evaluate_all(args, root, jobs, run_job):
             print(f"evaluation {name} in {root}/{name} is up to date")
             continue
         os.makedirs(os.path.join(root, name), exist_ok=True)
+        record = evaluation_record(evaluation, root, args.baseline, jobs)
         log_path = os.path.join(root, name + ".log")
-        running.append((evaluation, run_job(evaluation_command(evaluation, root, args.baseline, jobs), log_path)))
+        future = run_job(evaluation_command(evaluation, root, args.baseline, jobs), log_path)
+        running.append((name, record, future))
     failures = []
-    for evaluation, future in running:
-        name = evaluation[0]
+    for name, record, future in running:
         problem, seconds = job_problem(future)
         if problem is not None:
             failures.append(f"the evaluation {name} failed ({problem}); see {root}/{name}.log")
             continue
-        atomic_save_json(os.path.join(root, name, "wall_seconds.json"),
-                         {"seconds": round(seconds, 1),
-                          "arguments": evaluation_arguments(evaluation, root, args.baseline, jobs)})
+        atomic_save_json(os.path.join(root, name, "wall_seconds.json"), {"seconds": round(seconds, 1), **record})
     return failures[0] if failures else None
 
 

@@ -15,7 +15,7 @@ from minimal.cli import EXIT_ERROR
 from minimal.evaluate import cells as evaluation_cells
 from minimal.evaluate.common import format_cell
 from minimal.evaluate.mismatch import table1_rows
-from minimal.io import format_table
+from minimal.io import format_table, load_npz
 from minimal.robust import attack as robust_attack
 from minimal.robust import landscape as robust_landscape
 from minimal.robust import mismatch as robust_mismatch
@@ -290,7 +290,8 @@ def noisy_accuracies(out):
 
 def test_cli_mismatch_computes_each_cell_once(checkpoints, tmp_path, monkeypatch, capsys):
     """Finished cells are kept in mismatch_cells.json: a second run with one more ζ computes only that column,
-    and a retrained checkpoint (new model.npz) or other draws are computed again."""
+    other draws or a retrained checkpoint (other weights in model.npz) are computed again, the same weights with
+    a new modification time (a fresh clone) are not."""
     out, folder = tmp_path / "mismatch", tmp_path / "cnn0"
     shutil.copytree(checkpoints / "cnn0", folder)
     common = ["mismatch", "--checkpoint", str(folder), "--out", str(out)]
@@ -307,7 +308,12 @@ def test_cli_mismatch_computes_each_cell_once(checkpoints, tmp_path, monkeypatch
     computed.clear()
     assert evaluate.main(common + ["--zetas", "0.3", "--draws", "4"]) == 0        # other draws: a new cell
     weights = folder / "model.npz"
-    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))   # "retrained"
+    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))   # a fresh clone
+    assert evaluate.main(common + ["--zetas", "0.3", "--draws", "4"]) == 0
+    assert computed == [("standard seed 0", 0.3)]
+    arrays = load_npz(weights)
+    arrays[next(iter(arrays))] *= 1.01
+    np.savez(weights, **arrays)                                                           # retrained
     assert evaluate.main(common + ["--zetas", "0.3", "--draws", "4"]) == 0
     assert computed == [("standard seed 0", 0.3)] * 2
 

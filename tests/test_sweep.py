@@ -42,13 +42,14 @@ def write_meta(folder, **meta):
 
 def write_trained(root, argv, method, seed=0, finished=True, **meta):
     """A job folder as `python -m minimal.train` leaves it for the sweep `argv`: meta.json with the job's settings,
-    its history, and a test accuracy if finished."""
+    its history, and a test accuracy if finished; model.npz (here only bytes that stand for its weights)."""
     args = parse(*argv)
     settings = sweep.job_settings(args, str(root), sweep.Job(method, seed))
     epochs = settings["epochs"] if finished else 1
     meta = {"method": method, "seed": seed, "settings": settings, "history": [{}] * epochs, "steps": 10 * epochs,
             **({"test_acc": 0.9} if finished else {}), **meta}
     write_meta(root / f"{method}-seed{seed}", **meta)
+    (root / f"{method}-seed{seed}" / "model.npz").write_bytes(f"weights of {method} seed {seed}".encode())
 
 
 def test_finished_jobs_are_skipped_and_failures_reported(tmp_path, monkeypatch):
@@ -106,16 +107,18 @@ def test_bad_evaluation_spec_is_one_line(spec, capsys):
 
 def test_report_section_is_generated_from_the_runs_and_replaced_on_rerun(tmp_path, monkeypatch):
     root = tmp_path / "runs"
-    argv = ["--task", "fmnist", "--methods", "standard", "--root", str(root), "--report", str(tmp_path / "r.md")]
+    argv = ["--task", "fmnist", "--methods", "standard", "--root", str(root)]
     write_trained(root, argv, "standard", best_val_acc=0.9, test_acc=0.875, train_seconds=125.0)
-    evaluation_folder = root / "mismatch"
-    evaluation_folder.mkdir()
-    (evaluation_folder / "mismatch.csv").write_text("checkpoint,ζ = 0\nstandard seed 0,87.50 ± 0.00 (87.50)\n")
-    (evaluation_folder / "mismatch.json").write_text(json.dumps({"figure": "Table 1, Fig. 2", "cell_seconds": 600}))
-    (evaluation_folder / "mismatch.png").write_bytes(b"\x89PNG fake")
-    (evaluation_folder / "mismatch_u_test.csv").write_text("pair,ζ = 0.5\nstandard seed 0 vs beta seed 0,3.1e-09\n")
-    (evaluation_folder / "wall_seconds.json").write_text(json.dumps({"seconds": 42}))
-    os.utime(root / "standard-seed0" / "meta.json", (1e9, 1e9))     # trained long before it was evaluated
+
+    def fake_mismatch(command, log_path):                  # writes what `evaluate mismatch` would, in 42 s
+        folder = root / "mismatch"
+        (folder / "mismatch.csv").write_text("checkpoint,ζ = 0\nstandard seed 0,87.50 ± 0.00 (87.50)\n")
+        (folder / "mismatch.json").write_text(json.dumps({"figure": "Table 1, Fig. 2", "cell_seconds": 600}))
+        (folder / "mismatch.png").write_bytes(b"\x89PNG fake")
+        (folder / "mismatch_u_test.csv").write_text("pair,ζ = 0.5\nstandard seed 0 vs beta seed 0,3.1e-09\n")
+        return 0, 42.0
+    monkeypatch.setattr(sweep, "run_logged", fake_mismatch)
+    assert sweep.main(argv) == 0
     monkeypatch.setattr(sweep, "run_logged", lambda command, log: pytest.fail(f"ran {command}"))
     report = tmp_path / "docs" / "results.md"
     report.parent.mkdir()
@@ -132,10 +135,9 @@ def test_report_section_is_generated_from_the_runs_and_replaced_on_rerun(tmp_pat
     assert report.read_text() == text      # regenerated in place, not appended twice
 
 
-def test_an_evaluation_runs_again_when_its_arguments_change(tmp_path, monkeypatch):
+def test_an_evaluation_runs_again_when_its_arguments_or_weights_change(tmp_path, monkeypatch):
     root = tmp_path / "runs"
     write_trained(root, ["--task", "fmnist", "--methods", "standard", "--root", str(root)], "standard")
-    os.utime(root / "standard-seed0" / "meta.json", (1e9, 1e9))
     ran = []
 
     def fake_evaluate(command, log_path):                            # writes the table, as the evaluation would
@@ -152,7 +154,12 @@ def test_an_evaluation_runs_again_when_its_arguments_change(tmp_path, monkeypatc
     assert sweep.main(argv + ["mismatch=mismatch --zetas 0.3 0.5"]) == 0      # a new column: run again
     os.remove(root / "mismatch" / "mismatch.csv")
     assert sweep.main(argv + ["mismatch=mismatch --zetas 0.3 0.5"]) == 0      # the report's CSV is missing: again
-    assert ran == [["0.5"], ["0.3", "0.5"], ["0.3", "0.5"]]
+    for path in root.rglob("*"):                                              # a fresh clone: new times, same files
+        os.utime(path, (2e9, 2e9) if path.name == "meta.json" else (1e9, 1e9))
+    assert sweep.main(argv + ["mismatch=mismatch --zetas 0.3 0.5"]) == 0      # still up to date
+    (root / "standard-seed0" / "model.npz").write_bytes(b"retrained weights")
+    assert sweep.main(argv + ["mismatch=mismatch --zetas 0.3 0.5"]) == 0      # other weights: again
+    assert ran == [["0.5"], ["0.3", "0.5"], ["0.3", "0.5"], ["0.3", "0.5"]]
 
 
 def test_a_job_that_cannot_run_fails_with_its_reason(tmp_path, monkeypatch, capsys):

@@ -12,7 +12,7 @@ from multiprocessing import get_context
 import numpy as np
 
 from ..cli import SINGLE_THREADED
-from ..io import atomic_save_json
+from ..io import atomic_save_json, weights_digest
 from ..robust.mismatch import mismatch_accuracies
 from .common import generator
 
@@ -67,12 +67,11 @@ def computed_cells(jobs, num_processes):
 
 
 def cell_key(checkpoint, zeta, args):
-    """What a cell's numbers depend on, as a string: the checkpoint's weights file (where, size, modification
-    time: retraining changes them), ζ, and the settings of the draws and the data. Not --batch-size or --jobs,
+    """What a cell's numbers depend on, as a string: the checkpoint's weights (their digest: retraining changes
+    it, a fresh clone does not), ζ, and the settings of the draws and the data. Not --batch-size or --jobs,
     which change only the speed."""
-    weights = os.stat(os.path.join(checkpoint.folder, "model.npz"))
-    return json.dumps([os.path.realpath(checkpoint.folder), weights.st_size, weights.st_mtime_ns, zeta, args.draws,
-                       args.seed, args.noise, args.split, args.max_samples, args.data_dir])
+    return json.dumps([weights_digest(checkpoint.folder), zeta, args.draws, args.seed, args.noise, args.split,
+                       args.max_samples, args.data_dir])
 
 
 def load_finished_cells(path):
