@@ -7,6 +7,8 @@
     plot_verified_accuracy    Fig. S9             verified accuracy by interval bound propagation over ζ
     plot_pcm_drift            Fig. 4              accuracy on simulated PCM hardware against the time since programming
     plot_training_history     Fig. S4, S5a/b      per-epoch records of training, one panel per quantity
+    plot_panel_per_checkpoint Fig. S5, S8         the paper's layout of S5 and S8: one panel per network, a line per
+                                                  record (clean and attacked; random and adversarial)
 
 Each function takes what minimal/evaluate/ computes (dicts of NumPy arrays keyed by checkpoint label) and a
 path, writes the PNG atomically and returns the matplotlib Figure, which a notebook displays.
@@ -21,6 +23,7 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator
 
 from .io import atomic_write_bytes
 
@@ -29,6 +32,9 @@ LINESTYLES = ("-", "--", ":", "-.")  # one per seed of a method: "standard seed 
 SEED_SUFFIX = re.compile(r" seed \d+$")
 LEGEND_INSIDE_MAX = 6                # a legend with more entries goes beside the axes, off the data
 ATTACK_FIGURES = {"PGA on cross-entropy": "Fig. 3", "PGA on KL": "Fig. S3", "random box corner": "Fig. S5c"}
+RECORD_COLOURS = {                   # as in the paper's Fig. S5 and S8: the attacked record black, the other red
+    "PGA on KL": "black", "PGA on cross-entropy": "tab:grey", "random box corner": "tab:red",
+    "under the weight attack": "black", "clean": "tab:red"}
 
 
 def save_png(figure, path):
@@ -260,4 +266,32 @@ def plot_training_history(panels, path):
         axes.grid(alpha=0.3)
     figure.legend(handles=labelled_lines(figure), loc="outside lower center", fontsize=8)
     figure.suptitle("Fig. S4, S5a/b: what training recorded per epoch", fontsize=11)
+    return save_png(figure, path)
+
+
+# ---------------------------------------------------------------------------------------------------- Fig. S5, S8
+def plot_panel_per_checkpoint(panels, path, title, xlabel, ylabel, xticks=None):
+    """Fig. S5 and S8 as the paper draws them: one panel per checkpoint (side by side, same y axis), one line per
+    record in each — clean and attacked validation accuracy per epoch (S5a/b), or accuracy after a random and an
+    adversarial weight perturbation per ζ (S5c/d, S8) — coloured by RECORD_COLOURS (attacked black, random red).
+
+    panels : checkpoint label -> {record name: (x, y)}
+    xticks : (positions, labels) for a categorical axis such as the equally spaced ζ, or None
+    """
+    figure = Figure(figsize=(3.0 * len(panels) + 1.0, 3.8), layout="constrained")
+    axes_row = figure.subplots(1, len(panels), sharey=True, squeeze=False)[0]
+    for axes, (label, records) in zip(axes_row, panels.items()):
+        for name, (x, y) in records.items():
+            axes.plot(x, y, color=RECORD_COLOURS.get(name), marker="o", markersize=4, label=name)
+        axes.set_title(label, fontsize=10)
+        if xticks is not None:
+            axes.set_xticks(*xticks)
+        else:
+            axes.xaxis.set_major_locator(MaxNLocator(integer=True))     # epochs
+        axes.grid(alpha=0.3)
+    axes_row[0].set_ylim(0, 100)
+    axes_row[0].set_ylabel(ylabel)
+    figure.supxlabel(xlabel, fontsize="medium")
+    figure.suptitle(title, fontsize=11)
+    axes_row[-1].legend(loc="best", fontsize=8)     # short record names: in the last panel, off its data
     return save_png(figure, path)

@@ -341,6 +341,16 @@ def test_cli_attack(checkpoints, tmp_path):
     assert len({r["mean"] for r in results if r["zeta"] == 0}) == 1  # no attack at ζ = 0: the clean accuracy
 
 
+def test_cli_attack_figure_by_checkpoint(checkpoints, tmp_path):
+    """Fig. S5c/d, S8: the same results drawn as a panel per checkpoint, a line per attack."""
+    out = tmp_path / "attack"
+    code = evaluate.main(["attack", "--checkpoint", str(checkpoints / "cnn0"), "--checkpoint", str(checkpoints / "cnn0"),
+                          "--label", "a", "--label", "b", "--zetas", "0", "0.3", "--attacks", "pga-kl", "random",
+                          "--attack-steps", "2", "--max-samples", "45", "--figure", "by-checkpoint", "--out", str(out)])
+    assert code == 0
+    assert_outputs(out, "attack")
+
+
 def test_cli_landscape(checkpoints, tmp_path, capsys):
     out = tmp_path / "landscape"
     code = evaluate.main(["landscape", "--checkpoint", str(checkpoints / "cnn0"), "--repeats", "2", "--num-alphas",
@@ -501,6 +511,9 @@ def test_history_shows_what_training_recorded_per_epoch(tmp_path, capsys):
     assert ["a seed 0", "val_acc", "50.0000", "75.0000"] in rows and ["b seed 0", "val_acc", "50.0000", ""] in rows
     assert ["a seed 0", "mean_abs_weight", "0.1000", "0.3000"] in rows
     assert not any(row[:2] == ["b seed 0", "val_acc_attacked"] for row in rows)     # b did not record it
+    assert (out / "history.png").read_bytes()[:4] == b"\x89PNG"
+    assert evaluate.main(["history", "--checkpoint", str(tmp_path / "a"), "--checkpoint", str(tmp_path / "b"),
+                          "--figure", "by-checkpoint", "--out", str(out)]) == 0      # Fig. S5a/b: a panel each
     assert (out / "history.png").read_bytes()[:4] == b"\x89PNG"
     capsys.readouterr()
     assert evaluate.main(["history", "--checkpoint", str(tmp_path / "nothing"), "--out", str(out)]) == 1

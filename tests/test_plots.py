@@ -36,7 +36,7 @@ def title(figure):
 
 def legend_texts(figure):
     """The entries of the figure's one legend, whichever axes holds it."""
-    [legend] = [axes.get_legend() for axes in figure.axes if axes.get_legend() is not None]
+    [legend] = [axes.get_legend() for axes in figure.axes if axes.get_legend() is not None] + figure.legends
     return [text.get_text() for text in legend.get_texts()]
 
 
@@ -96,3 +96,18 @@ def test_attack_curves_have_a_panel_per_attack_and_a_legend_entry_per_checkpoint
     assert legend_texts(figure) == SEEDED
     legend, last = figure.axes[-1].get_legend(), figure.axes[-1]
     assert legend.get_window_extent().x0 > last.get_window_extent().x1
+
+
+def test_panel_per_checkpoint_draws_the_attacked_record_black_and_the_random_one_red(tmp_path):
+    """Fig. S5c/d, S8: a panel per network, titled with its label; the same colours in every panel, one legend."""
+    panels = {label: {"PGA on KL": ([0, 1], [90, 40]), "random box corner": ([0, 1], [90, 85])}
+              for label in ("beta_rob 0", "beta_rob 0.1", "beta_rob 0.5")}
+    figure = plots.plot_panel_per_checkpoint(panels, tmp_path / "s8.png", "Fig. S8", "ζ", "test accuracy (%)",
+                                             xticks=([0, 1], ["0", "0.1"]))
+    assert (tmp_path / "s8.png").read_bytes()[:8] == PNG_MAGIC and title(figure) == "Fig. S8"
+    assert [axes.get_title() for axes in figure.axes] == list(panels)
+    for axes in figure.axes:
+        assert [(line.get_label(), line.get_color()) for line in axes.get_lines()] == [
+            ("PGA on KL", "black"), ("random box corner", "tab:red")]
+        assert axes.get_ylim() == (0, 100)
+    assert legend_texts(figure) == ["PGA on KL", "random box corner"]

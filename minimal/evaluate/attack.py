@@ -27,6 +27,9 @@ def add_arguments(attack):
     attack.add_argument("--attack-steps", type=positive_int, default=10, help="PGA steps N_steps (default: 10)")
     attack.add_argument("--epsilon", type=nonnegative_float, default=0.001,
                         help="random start Θ*₀ = Θ + |Θ|·ε·N(0, 1) (default: 0.001)")
+    attack.add_argument("--figure", choices=("by-attack", "by-checkpoint"), default="by-attack",
+                        help="by-attack: a panel per attack, a line per checkpoint (Fig. 3, S3); by-checkpoint: a "
+                             "panel per checkpoint, a line per attack (Fig. S5c/d, S8) (default: %(default)s)")
 
 
 def check_arguments(parser, args):
@@ -63,11 +66,25 @@ def run(args):
         for attack, accuracies in sweeps[checkpoint.label].items() for k, zeta in enumerate(args.zetas)]}
         for checkpoint in checkpoints]
     write_outputs(args.out, "attack", rows, record={
-        "figure": "Fig. 3, S3, S5c", "split": args.split, "seed": args.seed, "zetas": args.zetas,
+        "figure": "Fig. 3, S3, S5c" if args.figure == "by-attack" else "Fig. S5c/d, S8", "split": args.split, "seed": args.seed, "zetas": args.zetas,
         "attack_batch_size": args.batch_size, "attack_steps": args.attack_steps, "epsilon": args.epsilon,
         "repeats": args.repeats, "checkpoints": results})
     curves = {label: {ATTACKS[attack]: accuracies.mean(axis=1) for attack, accuracies in sweep.items()}
               for label, sweep in sweeps.items()}
-    plots.plot_attack_curves(args.zetas, curves, os.path.join(args.out, "attack.png"),
-                             subtitle=f"Θ* per minibatch of {minibatch} of {samples} {args.split} samples, "
-                                      f"{args.repeats} repeat(s)")
+    subtitle = f"Θ* per minibatch of {minibatch} of {samples} {args.split} samples, {args.repeats} repeat(s)"
+    path = os.path.join(args.out, "attack.png")
+    if args.figure == "by-attack":
+        plots.plot_attack_curves(args.zetas, curves, path, subtitle=subtitle)
+    else:
+        plot_by_checkpoint(args.zetas, curves, path, subtitle)
+
+
+def plot_by_checkpoint(zetas, curves, path, subtitle):
+    """Fig. S5c/d, S8: a panel per checkpoint, the attacks side by side in it."""
+    positions = np.arange(len(zetas))
+    panels = {label: {attack: (positions, 100 * np.asarray(means)) for attack, means in lines.items()}
+              for label, lines in curves.items()}
+    plots.plot_panel_per_checkpoint(
+        panels, path, f"Fig. S5c/d, S8: random against adversarial weight perturbation\n{subtitle}",
+        "attack size ζ (box |Θ* − Θ| ≤ ζ|Θ|; equally spaced, not to scale)", "test accuracy (%)",
+        xticks=(positions, [f"{zeta:g}" for zeta in zetas]))

@@ -26,6 +26,10 @@ def add_arguments(history):
     history.add_argument("--out", help="output folder (default: runs/eval-history)")
     add_list_option(history, "--quantities", str, choices=list(QUANTITIES), default=list(QUANTITIES),
                     metavar="Q", help="what to show: " + ", ".join(QUANTITIES) + " (default: each one recorded)")
+    history.add_argument("--figure", choices=("by-quantity", "by-checkpoint"), default="by-quantity",
+                         help="by-quantity: a panel per quantity, a line per checkpoint (Fig. S4); by-checkpoint: a "
+                              "panel per checkpoint, its clean and attacked validation accuracy (Fig. S5a/b; "
+                              "mean |W| is left out) (default: %(default)s)")
 
 
 def check_arguments(parser, args):
@@ -58,6 +62,8 @@ def run(args):
     shown = {quantity: lines for quantity, lines in shown.items() if lines}
     if not shown:
         raise EvaluationError(f"none of the checkpoints recorded {', '.join(args.quantities)}")
+    if args.figure == "by-checkpoint" and not any(quantity in shown for quantity in PERCENT):
+        raise EvaluationError("--figure by-checkpoint shows validation accuracies, and none was recorded")
     epochs = max(len(history) for history in histories.values())
     rows = [["checkpoint", "quantity"] + [f"epoch {epoch}" for epoch in range(1, epochs + 1)]]
     for quantity, lines in shown.items():
@@ -68,8 +74,21 @@ def run(args):
     print("Per-epoch records of training (meta.json)")
     print(format_table(rows))
     write_outputs(args.out, "history", rows, record={
-        "figure": "Fig. S4, S5a/b", "checkpoints": args.checkpoint,
+        "figure": "Fig. S4, S5a/b" if args.figure == "by-quantity" else "Fig. S5a/b", "checkpoints": args.checkpoint,
         "curves": {quantity: {label: {"epochs": e, "values": v} for label, (e, v) in lines.items()}
                    for quantity, lines in shown.items()}})
-    plots.plot_training_history({QUANTITIES[q]: lines for q, lines in shown.items()},
-                                os.path.join(args.out, "history.png"))
+    path = os.path.join(args.out, "history.png")
+    if args.figure == "by-quantity":
+        plots.plot_training_history({QUANTITIES[q]: lines for q, lines in shown.items()}, path)
+    else:
+        plot_by_checkpoint(shown, path)
+
+
+def plot_by_checkpoint(shown, path):
+    """Fig. S5a/b: a panel per checkpoint, its clean and attacked validation accuracy against the epoch."""
+    panels = {}
+    for quantity, record in zip(PERCENT, ("clean", "under the weight attack")):
+        for label, line in shown.get(quantity, {}).items():
+            panels.setdefault(label, {})[record] = line
+    plots.plot_panel_per_checkpoint(panels, path, "Fig. S5a/b: validation accuracy while training,\nclean and "
+                                    "under the weight attack", "epoch", "validation accuracy (%)")
