@@ -174,7 +174,7 @@ def test_resume_continues_exactly_where_it_stopped(tiny_task, tmp_path):
 
 
 def test_resume_of_a_finished_run_leaves_its_checkpoint_untouched(tiny_task, tmp_path):
-    """Evaluations cache by the checkpoint's modification time: a no-op resume must not rewrite it."""
+    """A no-op resume leaves a finished run as it is: its model.npz is not even rewritten (same bytes, same time)."""
     def run(*extra):
         args = train_module.build_parser().parse_args(["--task", "tiny", "--out", str(tmp_path), *extra])
         return train_module.train(train_module.resolve_settings(args), log=lambda *_: None)
