@@ -261,27 +261,32 @@ def test_each_epoch_records_the_weight_magnitude_and_optionally_the_attacked_acc
     assert [h["val_acc_attacked"] for h in again["history"]] == [h["val_acc_attacked"] for h in attacked["history"]]
 
 
-def test_grow_weights_to_scales_the_weights_up_to_the_target_and_not_the_biases():
-    """Inverse weight decay (Fig. S4, right): mean |W| grows by 1 + rate per step and stops at the target."""
+def test_inverse_weight_decay_adds_minus_lambda_w_to_the_weight_gradients_below_the_target():
+    """Inverse weight decay (Fig. S4, right): the gradient of −(λ/2)·‖W‖² is −λ·W, added to the weight matrices'
+    gradients (not the biases') while mean |W| is below the target, and not at all above it."""
     model = TinyNet(np.random.default_rng(0))
-    start, bias = train_module.mean_weight_magnitude(model), model.fc.bias.data.copy()
-    train_module.grow_weights(model, target=10 * start, rate=0.5)
-    assert train_module.mean_weight_magnitude(model) == pytest.approx(1.5 * start)
-    for _ in range(20):
-        train_module.grow_weights(model, target=10 * start, rate=0.5)
-    assert train_module.mean_weight_magnitude(model) == pytest.approx(10 * start)
-    np.testing.assert_array_equal(model.fc.bias.data, bias)
+    for p in model.parameters():
+        p.grad = np.ones_like(p.data)
+    weights = model.fc.weight.data.copy()
+    train_module.add_inverse_weight_decay(model, strength=0.5, target=10.0)
+    np.testing.assert_allclose(model.fc.weight.grad, 1 - 0.5 * weights, rtol=1e-6)
+    np.testing.assert_array_equal(model.fc.bias.grad, np.ones_like(model.fc.bias.data))
+    model.fc.weight.grad = np.ones_like(weights)
+    train_module.add_inverse_weight_decay(model, strength=0.5, target=0.5 * train_module.mean_weight_magnitude(model))
+    np.testing.assert_array_equal(model.fc.weight.grad, np.ones_like(weights))
 
 
-def test_a_run_with_grow_weights_to_ends_near_its_target(tiny_task, tmp_path):
-    meta = run_training(tmp_path / "grown", "--epochs", "3", "--grow-weights-to", "3", "--weight-growth-rate", "0.2")
-    assert [h["mean_abs_weight"] for h in meta["history"]][-1] == pytest.approx(3, rel=0.05)
+def test_a_run_with_grow_weights_to_grows_them_to_its_target(tiny_task, tmp_path):
+    plain = run_training(tmp_path / "plain", "--epochs", "3")
+    meta = run_training(tmp_path / "grown", "--epochs", "3", "--grow-weights-to", "1", "--inverse-weight-decay", "5")
+    grown = [h["mean_abs_weight"] for h in meta["history"]]
+    assert 1 <= grown[-1] < 1.5 and plain["history"][-1]["mean_abs_weight"] < 0.5     # the term stops at 1
 
 
 def test_keep_last_makes_the_last_epoch_the_checkpoint(tiny_task, tmp_path):
     """--keep last (for runs such as --grow-weights-to, whose point is where training ends): the checkpoint is the
     last epoch's network, whatever the validation accuracy did."""
-    meta = run_training(tmp_path / "last", "--epochs", "3", "--grow-weights-to", "3", "--weight-growth-rate", "0.2",
+    meta = run_training(tmp_path / "last", "--epochs", "3", "--grow-weights-to", "1", "--inverse-weight-decay", "5",
                         "--keep", "last")
     assert meta["best_epoch"] == 3 and meta["best_val_acc"] == meta["history"][-1]["val_acc"]
     weights, _ = load_checkpoint(tmp_path / "last")
