@@ -202,8 +202,8 @@ def clip_weight_matrices(model, n_sigmas):
 def add_inverse_weight_decay(model, strength, target):
     """Inverse weight decay (Fig. S4, right): while the mean |W| of the weight matrices and kernels is below
     `target`, add the gradient of the loss term −(λ/2)·‖W‖², which is −λ·W, to what the method's backward left in
-    p.grad (biases untouched). The optimiser then grows the weights while it fits the data, so the network keeps
-    its accuracy as noise of constant size becomes relatively smaller."""
+    p.grad (biases untouched). The optimiser then grows the weights while it fits the data, so the network can
+    keep its accuracy while noise of constant size becomes relatively smaller (how much that buys: docs/results.md)."""
     if mean_weight_magnitude(model) < target:
         for _, p in model.named_parameters():
             if is_crossbar_weight(p.data):

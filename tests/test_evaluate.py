@@ -344,11 +344,13 @@ def test_cli_attack(checkpoints, tmp_path):
 def test_cli_attack_figure_by_checkpoint(checkpoints, tmp_path):
     """Fig. S5c/d, S8: the same results drawn as a panel per checkpoint, a line per attack."""
     out = tmp_path / "attack"
-    code = evaluate.main(["attack", "--checkpoint", str(checkpoints / "cnn0"), "--checkpoint", str(checkpoints / "cnn0"),
-                          "--label", "a", "--label", "b", "--zetas", "0", "0.3", "--attacks", "pga-kl", "random",
-                          "--attack-steps", "2", "--max-samples", "45", "--figure", "by-checkpoint", "--out", str(out)])
+    cnn = str(checkpoints / "cnn0")
+    code = evaluate.main(["attack", "--checkpoint", cnn, "--checkpoint", cnn, "--label", "a", "--label", "b",
+                          "--zetas", "0", "0.3", "--attacks", "pga-kl", "random", "--attack-steps", "2",
+                          "--max-samples", "45", "--figure", "by-checkpoint", "--out", str(out)])
     assert code == 0
     assert_outputs(out, "attack")
+    assert read_json(out / "attack.json")["figure"] == "Fig. S5c/d, S8"
 
 
 def test_cli_landscape(checkpoints, tmp_path, capsys):

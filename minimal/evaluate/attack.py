@@ -66,7 +66,8 @@ def run(args):
         for attack, accuracies in sweeps[checkpoint.label].items() for k, zeta in enumerate(args.zetas)]}
         for checkpoint in checkpoints]
     write_outputs(args.out, "attack", rows, record={
-        "figure": "Fig. 3, S3, S5c" if args.figure == "by-attack" else "Fig. S5c/d, S8", "split": args.split, "seed": args.seed, "zetas": args.zetas,
+        "figure": "Fig. 3, S3, S5c" if args.figure == "by-attack" else "Fig. S5c/d, S8",
+        "split": args.split, "seed": args.seed, "zetas": args.zetas,
         "attack_batch_size": args.batch_size, "attack_steps": args.attack_steps, "epsilon": args.epsilon,
         "repeats": args.repeats, "checkpoints": results})
     curves = {label: {ATTACKS[attack]: accuracies.mean(axis=1) for attack, accuracies in sweep.items()}

@@ -74,7 +74,8 @@ def run(args):
     print("Per-epoch records of training (meta.json)")
     print(format_table(rows))
     write_outputs(args.out, "history", rows, record={
-        "figure": "Fig. S4, S5a/b" if args.figure == "by-quantity" else "Fig. S5a/b", "checkpoints": args.checkpoint,
+        "figure": "Fig. S4, S5a/b" if args.figure == "by-quantity" else "Fig. S5a/b",
+        "checkpoints": args.checkpoint,
         "curves": {quantity: {label: {"epochs": e, "values": v} for label, (e, v) in lines.items()}
                    for quantity, lines in shown.items()}})
     path = os.path.join(args.out, "history.png")
