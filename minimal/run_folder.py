@@ -1,9 +1,11 @@
-"""A training run's folder (--out): what may be there before a run starts, and the state after each finished
-epoch that lets a stopped run continue bit for bit (`python -m minimal.train --resume`).
+"""A training run's folder (--out): what may be there before a run starts, and the state saved after each
+finished epoch (and every few minutes inside a long one) that lets a stopped run continue bit for bit
+(`python -m minimal.train --resume`).
 
     <out>/model.npz, meta.json     the checkpoint with the best validation accuracy (meta.json: settings, history)
-    <out>/resume/state.json        the commit point: the optimiser's and generator's state, the history, and the
-    <out>/resume/epoch-NNNN.npz    name of the arrays (model + optimiser) after the last finished epoch
+    <out>/resume/state.json        the commit point: the optimiser's and generator's state, the history, where in
+    <out>/resume/epoch-NNNN.npz    an epoch it stopped (partial_epoch), and the name of the arrays (model +
+                                   optimiser) saved last: epoch-NNNN.npz, or epoch-NNNN-step-SSSSSS.npz inside one
     <out>/.lock                    locked while a process trains here (claimed_output_folder)
 
 A folder that holds a run is never overwritten unless asked (--overwrite); --resume refuses a folder whose
@@ -120,22 +122,36 @@ def has_resume_point(out):
     return os.path.exists(os.path.join(out, RESUME_FOLDER, "state.json"))
 
 
-def save_resume_point(out, model, optimizer, rng, meta):
-    """After each epoch: model + optimiser arrays in one .npz, then state.json naming it (the commit point)."""
+def save_resume_point(out, model, optimizer, rng, meta, partial_epoch=None):
+    """Model + optimiser arrays in one .npz, then state.json naming it (the commit point). After an epoch,
+    partial_epoch is None; inside one it says how far the epoch got (see train.train_one_epoch)."""
     folder = os.path.join(out, RESUME_FOLDER)
     name = f"epoch-{len(meta['history']):04d}.npz"
+    if partial_epoch is not None:
+        name = f"epoch-{len(meta['history']) + 1:04d}-step-{partial_epoch['steps']:06d}.npz"
     arrays = {"model/" + k: v for k, v in model.state_dict().items()}
     arrays.update({"optimizer/" + k: v for k, v in optimizer.state_arrays().items()})
     atomic_save_npz(os.path.join(folder, name), arrays)
-    atomic_save_json(os.path.join(folder, "state.json"),
-                     {"arrays": name, "rng": rng.bit_generator.state, "meta": meta})
+    atomic_save_json(os.path.join(folder, "state.json"), {"arrays": name, "rng": rng.bit_generator.state,
+                                                          "meta": meta, "partial_epoch": partial_epoch})
     for old in os.listdir(folder):
         if old.startswith("epoch-") and old != name:
             os.remove(os.path.join(folder, old))
 
 
+def resume_point_description(out):
+    """Where the saved state stands, in words: "after epoch 3" or "in epoch 4, after step 250"."""
+    state = read_json(os.path.join(out, RESUME_FOLDER, "state.json"))
+    finished_epochs = len(state["meta"]["history"])
+    partial = state.get("partial_epoch")
+    if partial is None:
+        return f"after epoch {finished_epochs}"
+    return f"in epoch {finished_epochs + 1}, after step {partial['steps']}"
+
+
 def resume_from(settings, model, optimizer, rng, log):
-    """Restore the state saved by save_resume_point (model, optimiser, generator) and return its meta."""
+    """Restore the state saved by save_resume_point (model, optimiser, generator). Returns (meta, partial_epoch):
+    partial_epoch is None when the run stopped between epochs."""
     folder = os.path.join(settings["out"], RESUME_FOLDER)
     state = read_checked_json(os.path.join(folder, "state.json"))
     try:
@@ -148,5 +164,5 @@ def resume_from(settings, model, optimizer, rng, log):
                            f"was changed (use --overwrite to start the run again)") from None
     meta = state["meta"]
     meta["settings"] = settings
-    log(f"resuming {settings['out']} after epoch {len(meta['history'])}")
-    return meta
+    log(f"resuming {settings['out']} {resume_point_description(settings['out'])}")
+    return meta, state.get("partial_epoch")

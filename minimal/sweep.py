@@ -4,7 +4,7 @@ Trains one model per (method, seed) and then evaluates them all (by default unde
 one results table per evaluation. Every job is a plain `python -m minimal.train …` / `python -m
 minimal.evaluate …` command, so the same list can go to any cluster scheduler (`--print-commands`). The sweep is
 resumable: a training job whose meta.json already has a test accuracy is skipped, a stopped one continues from
-its last finished epoch (`--resume`), and an evaluation is skipped when its table is newer than every checkpoint
+its last saved state (`--resume`), and an evaluation is skipped when its table is newer than every checkpoint
 and was made with the same arguments.
 With --scheduler ADDRESS the same commands go to the workers of a Dask scheduler instead (training jobs as many at
 a time as the cluster has worker threads, then the evaluations, as many at a time too); `--scheduler local:N` starts N workers on this
@@ -341,7 +341,7 @@ def main(argv=None):
                                 INTERRUPTED_MESSAGE if args.scheduler is None else SCHEDULER_INTERRUPTED_MESSAGE)
 
 
-INTERRUPTED_MESSAGE = ("finished training jobs, the last finished epoch of each stopped one and the finished "
+INTERRUPTED_MESSAGE = ("finished training jobs, the last saved state of each stopped one and the finished "
                        "mismatch cells are kept; the same command continues from them")
 SCHEDULER_INTERRUPTED_MESSAGE = ("finished training jobs and the finished mismatch cells are kept; jobs running on "
                                  "Dask workers that Ctrl-C did not reach (other machines) go on to their end (see "

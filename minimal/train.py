@@ -1,12 +1,14 @@
 """python -m minimal.train --task fmnist --method standard [--epochs N] [--max-steps N] …
 
 Trains one model, keeps the checkpoint with the best validation accuracy in `--out` (model.npz + meta.json,
-written atomically, and resume/ with the state after the last finished epoch), and reports the test accuracy of
+written atomically, and resume/ with the state after the last finished epoch, or every 10 minutes inside a long
+one), and reports the test accuracy of
 that checkpoint at the end. A folder that already holds a run is never overwritten unless asked: `--resume`
 continues it (a finished run stays as it is), `--overwrite` starts it again. A diverging loss (NaN, inf or
 exploded) stops training with one line; the checkpoint on disk is then still the last good one.
 """
 import functools
+import itertools
 import math
 import os
 import shlex
@@ -26,10 +28,13 @@ from .pcm import clip_weights, is_crossbar_weight
 from .robust.attack import attacked_accuracy
 from .robust.methods import METHOD_DEFAULTS, METHODS, TEXT_CHOICES, hyperparameters
 from .run_folder import (RESUME_FOLDER, check_output_folder, claimed_output_folder, has_resume_point, resume_from,
-                         save_resume_point)
+                         resume_point_description, save_resume_point)
 from .tasks import TASKS, CheckpointError, load_trained_model, model_rng
 
 EXIT_DATA, EXIT_DIVERGED = EXIT_ERROR, 3
+# a long epoch (β on the F-MNIST CNN: ~25 min on one core) also saves its resume state this often, so that a stop
+# inside it loses at most this much training
+SAVE_WITHIN_EPOCH_SECONDS = 600
 
 
 def build_parser():
@@ -58,7 +63,7 @@ def build_parser():
     parser.add_argument("--data-dir", help="folder with the task's data (default: search the usual places)")
     parser.add_argument("--out", help="output folder (default: runs/<task>-<method>-seed<seed>)")
     parser.add_argument("--resume", action="store_true",
-                        help="continue the stopped run in --out from the end of its last finished epoch (a "
+                        help="continue the stopped run in --out from its last saved state (a "
                              "finished run is left as it is; an empty or missing --out starts a new run)")
     parser.add_argument("--overwrite", action="store_true",
                         help="train from scratch even if --out holds a run, replacing it")
@@ -167,15 +172,24 @@ def method_of_epoch(settings, epoch):
     return METHODS[settings["method"]]
 
 
-def train_one_epoch(model, method, optimizer, data, settings, rng, steps_left, epoch):
-    """One pass over the training split (or fewer steps if the step budget ends). Returns (steps, mean loss)."""
-    batches = iterate_minibatches(data.train, settings["batch_size"], rng)
+def train_one_epoch(model, method, optimizer, data, settings, rng, steps_left, epoch, partial=None,
+                    save_within_epoch=None):
+    """One pass over the training split (or fewer steps if the step budget ends). Returns (steps, mean loss).
+
+    partial: where a resumed run stopped inside this epoch ({"steps", "losses", "rng_at_epoch_start"}), or None.
+    save_within_epoch(partial): called every SAVE_WITHIN_EPOCH_SECONDS with how far the epoch got."""
+    rng_at_epoch_start = partial["rng_at_epoch_start"] if partial else rng.bit_generator.state
+    batches = epoch_batches(data, settings, rng, partial)
     total = min(-(-len(data.train) // settings["batch_size"]), steps_left)
     limit = exploded_loss(len(data.classes))
-    losses = []
+    losses = list(partial["losses"]) if partial else []
+    last_save = time.time()
     model.train()
-    with progress_bar(batches, total=total, desc=f"epoch {epoch + 1}/{settings['epochs']}", unit="step") as bar:
+    with progress_bar(batches, total=total, initial=len(losses), desc=f"epoch {epoch + 1}/{settings['epochs']}",
+                      unit="step") as bar:
         for x, y in bar:
+            if len(losses) >= total:
+                break
             loss = method(model, x, y, rng, settings)
             if not np.isfinite(loss) or loss > limit:
                 raise TrainingDiverged(f"loss became {loss:.4g} at epoch {epoch + 1}, step {len(losses) + 1} "
@@ -187,9 +201,22 @@ def train_one_epoch(model, method, optimizer, data, settings, rng, steps_left, e
                 clip_weight_matrices(model, settings["clip_sigmas"])
             losses.append(loss)
             bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
-            if len(losses) == total:
-                break
+            if save_within_epoch and len(losses) < total and time.time() - last_save >= SAVE_WITHIN_EPOCH_SECONDS:
+                save_within_epoch({"steps": len(losses), "losses": losses, "rng_at_epoch_start": rng_at_epoch_start})
+                last_save = time.time()
     return len(losses), float(np.mean(losses))
+
+
+def epoch_batches(data, settings, rng, partial):
+    """The epoch's minibatches, in an order drawn from rng at the epoch's start. Resuming inside the epoch, the
+    same order is drawn again from the generator state saved at its start, and the batches already trained on are
+    skipped (rng itself is then where the stopped run left it)."""
+    if partial is None:
+        return iterate_minibatches(data.train, settings["batch_size"], rng)
+    order_rng = np.random.default_rng()
+    order_rng.bit_generator.state = partial["rng_at_epoch_start"]
+    batches = iterate_minibatches(data.train, settings["batch_size"], order_rng)
+    return itertools.islice(batches, partial["steps"], None)
 
 
 def clip_weight_matrices(model, n_sigmas):
@@ -222,9 +249,9 @@ def initialise_from(model, folder, task_name, log):
 def train(settings, data_dir=None, log=print):
     """Train with `settings` (see resolve_settings); returns the meta dict written next to the checkpoint.
 
-    With settings["resume"], a run that was stopped continues from the end of its last finished epoch
-    (model, optimiser moments, random generator and history restored), giving the same result as an unbroken run,
-    and a finished run is returned as it is. Without it, a folder holding a run is refused unless
+    With settings["resume"], a run that was stopped continues from its last saved state, the end of an epoch or a
+    point inside one (model, optimiser moments, random generator and history restored), giving the same result as
+    an unbroken run, and a finished run is returned as it is. Without it, a folder holding a run is refused unless
     settings["overwrite"].
     """
     if settings.get("warmup_epochs", 0) >= settings["epochs"]:
@@ -252,13 +279,15 @@ def train_in_claimed_folder(settings, data_dir, log):
             "data_source": data.source, "code_version": code_version(), "num_parameters": model.num_parameters(),
             "history": [],
             "best_val_acc": -1.0, "steps": 0}
+    partial = None                                   # where a stopped run left its last epoch (resume)
     if settings.get("resume") and has_resume_point(settings["out"]):
-        meta = resume_from(settings, model, optimizer, rng, log)
+        meta, partial = resume_from(settings, model, optimizer, rng, log)
     log(f"{task.name}, {settings['method']}: {len(data.train)} train / {len(data.val)} val / {len(data.test)} test "
         f"samples, {model.num_parameters():,} parameters -> {settings['out']}")
     log(f"data: {data.source}")
-    start = time.time() - (meta["history"][-1]["seconds"] if meta["history"] else 0)
-    run_epochs(settings, model, optimizer, data, rng, meta, start, log)
+    seconds_so_far = partial["seconds"] if partial else meta["history"][-1]["seconds"] if meta["history"] else 0
+    start = time.time() - seconds_so_far
+    run_epochs(settings, model, optimizer, data, rng, meta, start, log, partial)
     return finish(settings, model, data, meta, start, log)
 
 
@@ -278,11 +307,17 @@ def code_version():
     return commit.stdout.strip() + ("+changes" if changed.stdout.strip() else "")
 
 
-def run_epochs(settings, model, optimizer, data, rng, meta, start, log):
-    """Train the remaining epochs; after each, validate, keep the best checkpoint and save the resume point."""
+def run_epochs(settings, model, optimizer, data, rng, meta, start, log, partial=None):
+    """Train the remaining epochs (the first from where `partial` says it stopped); after each, validate, keep the
+    best checkpoint and save the resume point."""
     schedule = learning_rate_schedule(settings)
     budget = settings["max_steps"] or float("inf")
     validation = fixed_subset(data.val, settings.get("val_samples"))
+
+    def save_within_epoch(progress):
+        if parameters_are_finite(model):      # a step that broke the weights is no state to resume from
+            progress["seconds"] = round(time.time() - start, 1)
+            save_resume_point(settings["out"], model, optimizer, rng, meta, partial_epoch=progress)
     for epoch in range(len(meta["history"]), settings["epochs"]):
         if meta["steps"] >= budget:
             log(f"step budget of {settings['max_steps']} reached")
@@ -290,9 +325,11 @@ def run_epochs(settings, model, optimizer, data, rng, meta, start, log):
         optimizer.lr = schedule(epoch)
         try:
             done, train_loss = train_one_epoch(model, method_of_epoch(settings, epoch), optimizer, data,
-                                               settings, rng, budget - meta["steps"], epoch)
+                                               settings, rng, budget - meta["steps"], epoch, partial,
+                                               save_within_epoch)
         except TrainingDiverged as error:
             raise TrainingDiverged(f"{error}; stopping: {last_good_checkpoint(settings, meta)}") from None
+        partial = None
         meta["steps"] += done
         val_acc = accuracy(model, validation, desc="validation")
         meta["history"].append({"epoch": epoch + 1, "steps": meta["steps"], "lr": optimizer.lr,
@@ -313,6 +350,10 @@ def run_epochs(settings, model, optimizer, data, rng, meta, start, log):
         saved_note = " (best, saved)" if improved and saved else " (saved)" if saved else ""
         log(f"epoch {epoch + 1}{' (warm-up: standard steps)' if warming_up else ''}: train loss {train_loss:.4f}, "
             f"val acc {val_acc:.4f}{under_attack}{saved_note}, {time.time() - start:.0f} s")
+
+
+def parameters_are_finite(model):
+    return all(np.isfinite(p.data).all() for p in model.parameters())
 
 
 def mean_weight_magnitude(model):
@@ -369,9 +410,9 @@ def main(argv=None):
 
     def interrupted():
         if has_resume_point(settings["out"]):
-            return (f"the state after the last finished epoch is in {settings['out']}/{RESUME_FOLDER}; continue "
-                    f"with: {continue_command(argv)}")
-        return "no epoch had finished, nothing was saved"
+            return (f"the state saved last ({resume_point_description(settings['out'])}) is in "
+                    f"{settings['out']}/{RESUME_FOLDER}; continue with: {continue_command(argv)}")
+        return "nothing had been saved yet"
     log = functools.partial(print, flush=True)     # each line reaches a log file (or a tail -f) at once
     return run_reporting_errors(lambda: train(settings, args.data_dir, log), interrupted,
                                 expected=(DataNotFoundError, CheckpointError))

@@ -173,6 +173,66 @@ def test_resume_continues_exactly_where_it_stopped(tiny_task, tmp_path):
     assert sorted(os.listdir(tmp_path / "split" / "resume")) == ["epoch-0003.npz", "state.json"]
 
 
+def run_tiny(out, *extra):
+    args = train_module.build_parser().parse_args(["--task", "tiny", "--out", str(out), *extra])
+    return train_module.train(train_module.resolve_settings(args), log=lambda *_: None)
+
+
+def standard_step_failing_at(monkeypatch, call, failure):
+    """Replace the standard method by one that does `failure(model)` after its `call`-th gradient (before the
+    optimiser's step; the tiny task has 10 steps per epoch) and is the standard step otherwise."""
+    standard, calls = train_module.METHODS["standard"], {"n": 0}
+
+    def step(model, x, y, rng, config):
+        loss = standard(model, x, y, rng, config)
+        calls["n"] += 1
+        if calls["n"] == call:
+            failure(model)
+        return loss
+    monkeypatch.setitem(train_module.METHODS, "standard", step)
+    return standard
+
+
+def test_a_run_stopped_inside_an_epoch_resumes_bit_for_bit(tiny_task, tmp_path, monkeypatch):
+    """State saved within the epoch (here after every step), Ctrl-C at step 4 of epoch 2, then --resume: the same
+    losses, accuracies and weights as a run that was never stopped."""
+    unbroken = run_tiny(tmp_path / "unbroken")
+    monkeypatch.setattr(train_module, "SAVE_WITHIN_EPOCH_SECONDS", 0)
+
+    def ctrl_c(model):
+        raise KeyboardInterrupt
+    standard = standard_step_failing_at(monkeypatch, 14, ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        run_tiny(tmp_path / "split")
+    state = json.loads((tmp_path / "split" / "resume" / "state.json").read_text())
+    assert state["arrays"] == "epoch-0002-step-000003.npz" and state["partial_epoch"]["steps"] == 3
+    assert run_folder.resume_point_description(str(tmp_path / "split")) == "in epoch 2, after step 3"
+    monkeypatch.setitem(train_module.METHODS, "standard", standard)
+    resumed = run_tiny(tmp_path / "split", "--resume")
+    for field in ("train_loss", "val_acc", "steps"):
+        assert [h[field] for h in resumed["history"]] == [h[field] for h in unbroken["history"]]
+    a, _ = load_checkpoint(tmp_path / "unbroken")
+    b, _ = load_checkpoint(tmp_path / "split")
+    np.testing.assert_array_equal(a["fc.weight"], b["fc.weight"])
+    assert sorted(os.listdir(tmp_path / "split" / "resume")) == ["epoch-0003.npz", "state.json"]
+
+
+def test_weights_broken_by_a_step_are_not_saved_as_a_resume_point(tiny_task, tmp_path, monkeypatch):
+    """A step that leaves NaN weights: the save within the epoch after it is skipped, the next loss stops the run,
+    and the resume state is the one from the step before, with finite weights."""
+    monkeypatch.setattr(train_module, "SAVE_WITHIN_EPOCH_SECONDS", 0)
+
+    def break_the_weights(model):
+        model.fc.weight.grad[0, 0] = np.nan
+    standard_step_failing_at(monkeypatch, 5, break_the_weights)
+    with pytest.raises(train_module.TrainingDiverged):
+        run_tiny(tmp_path / "run")
+    state = json.loads((tmp_path / "run" / "resume" / "state.json").read_text())
+    assert state["partial_epoch"]["steps"] == 4
+    arrays = np.load(tmp_path / "run" / "resume" / state["arrays"])
+    assert all(np.isfinite(arrays[name]).all() for name in arrays.files)
+
+
 def test_resume_of_a_finished_run_leaves_its_checkpoint_untouched(tiny_task, tmp_path):
     """A no-op resume leaves a finished run as it is: its model.npz is not even rewritten (same bytes, same time)."""
     def run(*extra):
