@@ -146,6 +146,9 @@ def run_reporting_errors(body, interrupted_message, expected=()):
         return fail(f"interrupted; {message}", EXIT_INTERRUPTED)
     except MemoryError:
         return fail("out of memory; use a smaller --batch-size (or --max-samples where there is one)", EXIT_ERROR)
+    except BrokenPipeError:     # whoever read our output stopped early (`… | head`): end quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())   # so that Python's last flush cannot fail
+        return EXIT_ERROR
     except expected as error:
         return fail(error, EXIT_ERROR)
     return 0

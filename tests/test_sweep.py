@@ -2,6 +2,7 @@
 import json
 import os
 import shlex
+import subprocess
 import sys
 import threading
 
@@ -24,6 +25,17 @@ def test_print_commands_lists_every_job_and_the_evaluation(capsys, tmp_path):
     assert first[1:] == ["-m", "minimal.train", "--task", "fmnist", "--method", "standard", "--seed", "0",
                          "--out", str(tmp_path / "standard-seed0"), "--resume", "--epochs", "3", "--lr", "1e-3"]
     assert "minimal.evaluate mismatch" in lines[-1] and lines[-1].count("--checkpoint") == 4
+
+
+def test_print_commands_into_a_reader_that_stops_early_ends_without_a_traceback(tmp_path):
+    """`sweep --print-commands | head -1` with more lines than a pipe holds (~600 kB): one line comes out, and
+    no traceback (BrokenPipeError) follows it."""
+    seeds = ",".join(str(seed) for seed in range(300))
+    command = (f"{shlex.quote(sys.executable)} -m minimal.sweep --task fmnist --methods {','.join(sweep.METHODS)} "
+               f"--seeds {seeds} --root {shlex.quote(str(tmp_path))} --print-commands | head -1")
+    result = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=300)
+    assert result.stdout.count("\n") == 1 and "minimal.train" in result.stdout
+    assert result.stderr == ""
 
 
 def test_unknown_method_is_one_line(capsys):
