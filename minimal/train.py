@@ -2,8 +2,7 @@
 
 Trains one model, keeps the checkpoint with the best validation accuracy in `--out` (model.npz + meta.json,
 written atomically, and resume/ with the state after the last finished epoch, or every 10 minutes inside a long
-one), and reports the test accuracy of
-that checkpoint at the end. A folder that already holds a run is never overwritten unless asked: `--resume`
+one), and reports the test accuracy of that checkpoint at the end. A folder that already holds a run is never overwritten unless asked: `--resume`
 continues it (a finished run stays as it is), `--overwrite` starts it again. A diverging loss (NaN, inf or
 exploded) stops training with one line; the checkpoint on disk is then still the last good one.
 """
@@ -285,10 +284,16 @@ def train_in_claimed_folder(settings, data_dir, log):
     log(f"{task.name}, {settings['method']}: {len(data.train)} train / {len(data.val)} val / {len(data.test)} test "
         f"samples, {model.num_parameters():,} parameters -> {settings['out']}")
     log(f"data: {data.source}")
-    seconds_so_far = partial["seconds"] if partial else meta["history"][-1]["seconds"] if meta["history"] else 0
-    start = time.time() - seconds_so_far
+    start = time.time() - seconds_trained(meta, partial)
     run_epochs(settings, model, optimizer, data, rng, meta, start, log, partial)
     return finish(settings, model, data, meta, start, log)
+
+
+def seconds_trained(meta, partial):
+    """The training time a resumed run has behind it: up to its save inside an epoch, or to its last epoch."""
+    if partial:
+        return partial["seconds"]
+    return meta["history"][-1]["seconds"] if meta["history"] else 0
 
 
 def code_version():

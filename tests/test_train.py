@@ -157,25 +157,21 @@ def test_real_fmnist_two_steps_end_to_end(tmp_path):
     assert meta["data_source"].endswith("fashion-mnist") and 0 <= meta["test_acc"] <= 1
 
 
-def test_resume_continues_exactly_where_it_stopped(tiny_task, tmp_path):
-    def run(out, *extra):
-        args = train_module.build_parser().parse_args(["--task", "tiny", "--out", str(out), *extra])
-        return train_module.train(train_module.resolve_settings(args), log=lambda *_: None)
+def run_tiny(out, *extra):
+    args = train_module.build_parser().parse_args(["--task", "tiny", "--out", str(out), *extra])
+    return train_module.train(train_module.resolve_settings(args), log=lambda *_: None)
 
-    unbroken = run(tmp_path / "unbroken")
-    run(tmp_path / "split", "--epochs", "2")  # as if stopped after epoch 2
-    resumed = run(tmp_path / "split", "--resume")
+
+def test_resume_continues_exactly_where_it_stopped(tiny_task, tmp_path):
+    unbroken = run_tiny(tmp_path / "unbroken")
+    run_tiny(tmp_path / "split", "--epochs", "2")  # as if stopped after epoch 2
+    resumed = run_tiny(tmp_path / "split", "--resume")
     assert [h["val_acc"] for h in resumed["history"]] == [h["val_acc"] for h in unbroken["history"]]
     assert [h["train_loss"] for h in resumed["history"]] == [h["train_loss"] for h in unbroken["history"]]
     a, _ = load_checkpoint(tmp_path / "unbroken")
     b, _ = load_checkpoint(tmp_path / "split")
     np.testing.assert_array_equal(a["fc.weight"], b["fc.weight"])
     assert sorted(os.listdir(tmp_path / "split" / "resume")) == ["epoch-0003.npz", "state.json"]
-
-
-def run_tiny(out, *extra):
-    args = train_module.build_parser().parse_args(["--task", "tiny", "--out", str(out), *extra])
-    return train_module.train(train_module.resolve_settings(args), log=lambda *_: None)
 
 
 def standard_step_failing_at(monkeypatch, call, failure):
