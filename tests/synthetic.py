@@ -4,6 +4,7 @@ import numpy as np
 from minimal.data.common import Split, TaskData
 from minimal.nn.layers import Linear
 from minimal.nn.module import Module
+from minimal.tasks import Task
 
 
 def blobs(seed=0, n=60):
@@ -36,3 +37,7 @@ def tiny_data(data_dir, seed):
         y = rng.integers(0, 3, n)
         return Split((centres[y] + rng.standard_normal((n, 4))).astype(np.float32), y)
     return TaskData(split(300), split(60), split(60), ("a", "b", "c"), "synthetic blobs")
+
+
+# The training tests' task: a few seconds for three epochs of TinyNet on tiny_data (registered as "tiny" in TASKS)
+TINY_TASK = Task("tiny", "three blobs", tiny_data, TinyNet, epochs=3, lr=0.05, lr_drop_epoch=2, batch_size=30)

@@ -1,6 +1,7 @@
 """The training CLI: argument errors, a full run on a tiny synthetic task, NaN handling, and the real F-MNIST
 run on a two-step budget when the data is installed."""
 import json
+from dataclasses import replace
 import os
 import subprocess
 import sys
@@ -13,15 +14,14 @@ from minimal import train as train_module
 from minimal.cli import EXIT_USAGE
 from minimal.nn.module import load_checkpoint
 from minimal.optim import SGD
-from minimal.tasks import TASKS, Task, sgd_nesterov
-from synthetic import TinyNet, tiny_data
+from minimal.tasks import TASKS, sgd_nesterov
+from synthetic import TINY_TASK, TinyNet
 
 
 @pytest.fixture
 def tiny_task(monkeypatch):
-    task = Task("tiny", "three blobs", tiny_data, TinyNet, epochs=3, lr=0.05, lr_drop_epoch=2, batch_size=30)
-    monkeypatch.setitem(TASKS, "tiny", task)
-    return task
+    monkeypatch.setitem(TASKS, "tiny", TINY_TASK)
+    return TINY_TASK
 
 
 def run_cli(*args):
@@ -135,8 +135,7 @@ def test_cifar10_task_has_the_papers_optimiser_and_schedule():
 
 
 def test_a_task_with_sgd_and_several_drops_trains(monkeypatch, tmp_path):
-    task = Task("tiny-sgd", "three blobs", tiny_data, TinyNet, epochs=4, lr=0.05, lr_drop_epoch=2, batch_size=30,
-                later_lr_drops=(3,), lr_divisor=5, optimizer=sgd_nesterov)
+    task = replace(TINY_TASK, name="tiny-sgd", epochs=4, later_lr_drops=(3,), lr_divisor=5, optimizer=sgd_nesterov)
     monkeypatch.setitem(TASKS, "tiny-sgd", task)
     args = train_module.build_parser().parse_args(["--task", "tiny-sgd", "--out", str(tmp_path / "run")])
     meta = train_module.train(train_module.resolve_settings(args), log=lambda *_: None)

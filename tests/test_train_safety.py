@@ -15,14 +15,13 @@ from minimal import train as train_module
 from minimal import run_folder
 from minimal.cli import EXIT_INTERRUPTED, EXIT_USAGE
 from minimal.nn.module import load_checkpoint
-from minimal.tasks import TASKS, Task
-from synthetic import TinyNet, tiny_data
+from minimal.tasks import TASKS
+from synthetic import TINY_TASK
 
 
 @pytest.fixture(autouse=True)
 def tiny_task(monkeypatch):
-    monkeypatch.setitem(TASKS, "tiny", Task("tiny", "three blobs", tiny_data, TinyNet, epochs=3, lr=0.05,
-                                            lr_drop_epoch=2, batch_size=30))
+    monkeypatch.setitem(TASKS, "tiny", TINY_TASK)
 
 
 def main(capsys, *argv):
