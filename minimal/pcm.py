@@ -19,8 +19,9 @@ Where these lines differ from the formulas as the paper prints them (DESIGN.md �
 - read noise: the paper's σ(t) = g(t)·Q·sqrt(log((t + t_r)/t_r)), with its t, is here log((t_c + t + t_r)/t_r):
   the same time since programming, t_c + t.
 - Q and σ_P take ĝ = g_T / g_max, the normalised target conductance: the paper states that its statistical
-  models assume normalised conductances; σ_P is then scaled back to µS. The drift-exponent statistics μ_ν, σ_ν (in `drift_exponent_statistics`) are the
-ones fitted on measured PCM devices by Nandakumar et al. / Joshi et al. (2020), which the paper's simulator uses.
+  models assume normalised conductances; σ_P is then scaled back to µS. The drift-exponent statistics μ_ν, σ_ν
+  (in `drift_exponent_statistics`) are the ones fitted on measured PCM devices by Nandakumar et al. / Joshi et
+  al. (2020), which the paper's simulator uses.
 
 The matrix-vector product on the chip:
 

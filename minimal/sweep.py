@@ -7,9 +7,9 @@ resumable: a training job whose meta.json already has a test accuracy is skipped
 its last saved state (`--resume`), and an evaluation is skipped when its table is newer than every checkpoint
 and was made with the same arguments.
 With --scheduler ADDRESS the same commands go to the workers of a Dask scheduler instead (training jobs as many at
-a time as the cluster has worker threads, then the evaluations, as many at a time too); `--scheduler local:N` starts N workers on this
-machine. The workers need this folder and this Python environment at the same paths (a shared filesystem), with
-`pip install -e ".[cluster]"` done; see README.md, "Running a sweep on a cluster".
+a time as the cluster has worker threads, then the evaluations, as many at a time too); `--scheduler local:N`
+starts N workers on this machine. The workers need this folder and this Python environment at the same paths (a
+shared filesystem), with `pip install -e ".[cluster]"` done; see README.md, "Running a sweep on a cluster".
 With --report FILE the tables, figures, commands and wall times go into one section of a Markdown file
 (e.g. docs/results.md), regenerated on every run. With --vary NAME=V1,V2 every method is trained once per value
 of that training option (repeat --vary for every combination), e.g. the supplementary sweeps over β_rob, the

@@ -2,9 +2,10 @@
 
 Trains one model, keeps the checkpoint with the best validation accuracy in `--out` (model.npz + meta.json,
 written atomically, and resume/ with the state after the last finished epoch, or every 10 minutes inside a long
-one), and reports the test accuracy of that checkpoint at the end. A folder that already holds a run is never overwritten unless asked: `--resume`
-continues it (a finished run stays as it is), `--overwrite` starts it again. A diverging loss (NaN, inf or
-exploded) stops training with one line; the checkpoint on disk is then still the last good one.
+one), and reports the test accuracy of that checkpoint at the end. A folder that already holds a run is never
+overwritten unless asked: `--resume` continues it (a finished run stays as it is), `--overwrite` starts it again.
+A diverging loss (NaN, inf or exploded) stops training with one line; the checkpoint on disk is then still the
+last good one.
 """
 import functools
 import itertools

@@ -19,8 +19,8 @@ def numpy_surrogate(v, threshold, allowed):
 
 
 def numpy_backward(grad_spikes, x, w_in, w_rec, v, threshold, spikes, allowed):
-    return reference.backward(grad_spikes, x, w_in, w_rec, v, threshold, spikes, allowed, RHO_V, RHO_B, ADAPTATION_STRENGTH,
-                              DAMPENING)
+    return reference.backward(grad_spikes, x, w_in, w_rec, v, threshold, spikes, allowed, RHO_V, RHO_B,
+                              ADAPTATION_STRENGTH, DAMPENING)
 
 
 def spiking_problem(n_batch, n_steps, n_inputs, n_hidden, seed):
@@ -35,8 +35,8 @@ def spiking_problem(n_batch, n_steps, n_inputs, n_hidden, seed):
 
 def run_forward(x, w_in, w_rec, refractory, event_driven=True, keep_v=True, dropout_mask=None):
     """The kernel's (V, B, z, ψ)."""
-    return kernels.lsnn_forward(x, w_in, w_rec, RHO_V, RHO_B, B0, ADAPTATION_STRENGTH, DAMPENING, refractory, event_driven, keep_v,
-                                dropout_mask)
+    return kernels.lsnn_forward(x, w_in, w_rec, RHO_V, RHO_B, B0, ADAPTATION_STRENGTH, DAMPENING, refractory,
+                                event_driven, keep_v, dropout_mask)
 
 
 def run_backward(grad_spikes, x, w_in, w_rec, states, n_chunks, event_driven=True):
@@ -162,9 +162,10 @@ def test_one_neuron_one_step_gradient_is_the_surrogate():
 
 def test_float32_stays_float32():
     x, w_in, w_rec = (a.astype(np.float32) for a in spiking_problem(2, 6, 2, 8, seed=0))
-    states = kernels.lsnn_forward(x, w_in, w_rec, *(np.float32(c) for c in (RHO_V, RHO_B, B0, ADAPTATION_STRENGTH, DAMPENING)), 2,
-                                  keep_v=True)
+    forward_constants = (np.float32(c) for c in (RHO_V, RHO_B, B0, ADAPTATION_STRENGTH, DAMPENING))
+    states = kernels.lsnn_forward(x, w_in, w_rec, *forward_constants, 2, keep_v=True)
     assert [s.dtype for s in states] == [np.float32, np.float32, bool, np.float32, np.float32]
+    backward_constants = (np.float32(c) for c in (RHO_V, RHO_B, ADAPTATION_STRENGTH))
     grads = kernels.lsnn_backward(np.ones(states.spikes.shape, np.float32), x, w_in, w_rec, states.threshold,
-                                  states.spikes, states.surrogate, *(np.float32(c) for c in (RHO_V, RHO_B, ADAPTATION_STRENGTH)), 1)
+                                  states.spikes, states.surrogate, *backward_constants, 1)
     assert all(g.dtype == np.float32 for g in grads)

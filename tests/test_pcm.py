@@ -64,7 +64,7 @@ def test_drift_decays_as_a_power_law_and_not_at_t_zero():
     np.testing.assert_allclose(pcm.drifted_conductance(g, nu, 3600.0), expected)
 
 
-# ---------------------------------------------------------------------------------------------------- mapping, converters
+# -------------------------------------------------------------------------------------------------- mapping, converters
 def test_differential_pair_maps_the_largest_weight_to_g_max():
     w = np.array([[0.5, -2.0], [1.0, 0.0]])
     g_plus, g_minus, per_siemens = pcm.target_conductances(w, 25.0)

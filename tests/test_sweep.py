@@ -83,7 +83,8 @@ def test_finished_jobs_are_skipped_and_failures_reported(tmp_path, monkeypatch):
     settings = sweep.job_settings(args, str(tmp_path), sweep.Job("standard", 0))
     assert sweep.is_trained(str(tmp_path / "standard-seed0"), settings)
     assert not sweep.is_trained(str(tmp_path / "standard-seed0"), {**settings, "epochs": settings["epochs"] + 1})
-    assert not sweep.is_trained(str(tmp_path / "beta-seed0"), sweep.job_settings(args, str(tmp_path), sweep.Job("beta", 0)))
+    settings = sweep.job_settings(args, str(tmp_path), sweep.Job("beta", 0))
+    assert not sweep.is_trained(str(tmp_path / "beta-seed0"), settings)
 
 
 def test_jobs_trained_with_other_settings_stop_the_sweep(tmp_path, monkeypatch, capsys):

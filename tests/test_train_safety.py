@@ -224,7 +224,7 @@ def test_running_out_of_memory_is_one_line(tmp_path, capsys, monkeypatch):
     assert_one_error_line(error, "out of memory", "--batch-size")
 
 
-# ---------------------------------------------------------------------------------------------------- what a person reads
+# -------------------------------------------------------------------------------------------------- what a person reads
 def test_a_log_has_short_first_lines_and_epoch_lines_at_column_0(tmp_path):
     """In a log file (not a terminal) there is no progress bar, so `grep ^epoch` finds every epoch line."""
     log = tmp_path / "train.log"

@@ -11,7 +11,8 @@ An IDX file is a tiny header followed by raw bytes:
     then        one big-endian uint32 per dimension (for images: count, rows, columns; for labels: count)
     then        the values, row-major, one byte each
 
-We hold out a fixed-seed 20 % of the official training set as a validation set; the official test set stays the test set.
+We hold out a fixed-seed 20 % of the official training set as a validation set; the official test set stays the
+test set.
 """
 import gzip
 import os
@@ -48,8 +49,9 @@ HOW_TO_GET_IT = ("install it with `apt-get install dataset-fashion-mnist` "
 
 def candidate_dirs(data_dir=None):
     """The folders that may hold the four files, in the order we search them: `data_dir` alone when given (its
-    `fashion-mnist/` subfolder, or the folder itself); else `$MINIMAL_DATA` likewise, `~/.cache/minimal/fashion-mnist`
-    (where `data_scripts/fmnist.py` downloads to), then the Debian package's folder `/usr/share/datasets/fashion-mnist`."""
+    `fashion-mnist/` subfolder, or the folder itself); else `$MINIMAL_DATA` likewise,
+    `~/.cache/minimal/fashion-mnist` (where `data_scripts/fmnist.py` downloads to), then the Debian package's
+    folder `/usr/share/datasets/fashion-mnist`."""
     return search_folders("fashion-mnist", data_dir) + ([DEBIAN_DIR] if data_dir is None else [])
 
 

@@ -9,7 +9,8 @@ from ..cli import positive_int, progress_bar
 from ..data.common import fixed_subset
 from ..io import format_table
 from ..nn.lsnn import LSNN, membrane_histogram
-from .common import FORWARD_BATCH, EvaluationError, add_common_options, checkpoint_record, load_checkpoints, write_outputs
+from .common import (FORWARD_BATCH, EvaluationError, add_common_options, checkpoint_record, load_checkpoints,
+                     write_outputs)
 
 NAME = "membrane"
 HELP = "Fig. S10: LSNN membrane potentials relative to the threshold"
@@ -65,8 +66,9 @@ def run(args):
              for k in range(args.bins)]
     results = [{**checkpoint_record(checkpoint), **histograms[checkpoint.label],
                 "density": histograms[checkpoint.label]["density"].tolist()} for checkpoint in checkpoints]
-    write_outputs(args.out, "membrane", rows, record={"figure": "Fig. S10", "split": args.split, "quantity": "(V - B) / B",
-                                               "bin_edges": bin_edges.tolist(), "checkpoints": results})
+    write_outputs(args.out, "membrane", rows, record={"figure": "Fig. S10", "split": args.split,
+                                                      "quantity": "(V - B) / B", "bin_edges": bin_edges.tolist(),
+                                                      "checkpoints": results})
     densities = {f"{label} ({100 * h['near_threshold']:.0f}% near threshold, {100 * h['outside']:.0f}% outside "
                  f"the plot)": h["density"] for label, h in histograms.items()}
     samples = ", ".join(sorted({str(len(checkpoint.split)) for checkpoint in checkpoints}))

@@ -80,6 +80,7 @@ def run(args):
               f"samples in {seconds:.0f} s")
     print(f"Fig. 4: {args.split} accuracy (%) on simulated PCM, mean ± std (min) over {args.repeats} chips")
     print(format_table(rows))
-    write_outputs(args.out, "pcm", rows, numeric_rows=numeric_rows, record={"figure": "Fig. 4", "split": args.split, "repeats": args.repeats,
-                                          "seed": args.seed, "times": args.times, "checkpoints": results})
+    write_outputs(args.out, "pcm", rows, numeric_rows=numeric_rows,
+                  record={"figure": "Fig. 4", "split": args.split, "repeats": args.repeats, "seed": args.seed,
+                          "times": args.times, "checkpoints": results})
     plots.plot_pcm_drift(args.times, curves, float_accuracies, os.path.join(args.out, "pcm.png"))

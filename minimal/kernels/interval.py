@@ -132,8 +132,8 @@ def _positions(values, value, out):
 @njit(cache=True)
 def _add_clipped_rows(w, rows, count, low, high, sign, out):
     """out += sign · Σ_a clip(w[rows[a]], low, high) over a < count: with (low, high) = (0, ∞) the positive parts
-    W⁺, with (−∞, 0) the negative parts W⁻, with (−∞, ∞) all of W. Four rows at a time: each pass over `out` reads and writes it once
-    for four rows instead of four times."""
+    W⁺, with (−∞, 0) the negative parts W⁻, with (−∞, ∞) all of W. Four rows at a time: each pass over `out`
+    reads and writes it once for four rows instead of four times."""
     low, high, sign = out.dtype.type(low), out.dtype.type(high), out.dtype.type(sign)  # float32 stays float32
     a = 0
     while a + 4 <= count:
