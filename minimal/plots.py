@@ -166,15 +166,18 @@ def plot_attack_curves(zetas, curves, path, subtitle=""):
 
 
 # ---------------------------------------------------------------------------------------------------- Fig. 1
-def plot_landscape(alphas, losses, path, subtitle=""):
-    """Fig. 1 and S2: test cross-entropy L(Θ + α·v) along random directions v = |Θ|·ζ·N(0, 1).
+def plot_landscape(alphas, losses, path, subtitle="", split="test"):
+    """Fig. 1 and S2: test cross-entropy L(Θ + α·v) along random directions v = |Θ|·ζ·N(0, 1) (on the training
+    split, split="train": Fig. S7).
 
     losses: label -> array (repeats, len(alphas)), one row per direction. The thick line is the mean over the
     directions (Fig. 1), the thin ones are the single directions (Fig. S2). Flat curves = a robust minimum.
     Colour and line style of the thick line by label_styles.
     """
-    figure, axes = new_axes("Fig. 1 (mean, thick) and S2 (single directions, thin): test loss around Θ",
-                            "α  (parameters Θ + α·v, v = |Θ|·ζ·N(0, 1))", "test cross-entropy", subtitle=subtitle)
+    figures = "Fig. S7, the training set (mean, thick; single directions, thin)" if split == "train" else \
+        "Fig. 1 (mean, thick) and S2 (single directions, thin)"
+    figure, axes = new_axes(f"{figures}: {split} loss around Θ", "α  (parameters Θ + α·v, v = |Θ|·ζ·N(0, 1))",
+                            f"{split} cross-entropy", subtitle=subtitle)
     for label, (colour, style) in label_styles(list(losses)).items():
         trials = np.atleast_2d(losses[label])
         for trial in trials:

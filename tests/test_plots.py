@@ -53,6 +53,14 @@ def test_figure_is_a_png_named_after_the_paper_figure(name, tmp_path):
         assert label in legend
 
 
+def test_the_landscape_of_the_training_set_is_labelled_as_such(tmp_path):
+    """Fig. S7 (evaluate landscape --split train) must not say "test" in its title or axis."""
+    _, _, (alphas, losses) = FIGURES["landscape"]
+    figure = plots.plot_landscape(alphas, losses, tmp_path / "train.png", split="train")
+    assert "Fig. S7" in title(figure) and "test" not in title(figure)
+    assert figure.axes[0].get_ylabel() == "train cross-entropy"
+
+
 SEEDED = [f"m{i} seed {seed}" for seed in (0, 1) for i in range(10)]  # 10 methods × 2 seeds, seed 0 of all first
 
 
