@@ -495,7 +495,7 @@ def test_the_landscape_on_the_training_split(checkpoints, tmp_path):
         assert evaluate.main(["landscape", "--checkpoint", str(checkpoints / "cnn0"), "--split", split,
                               "--repeats", "1", "--num-alphas", "3", "--out", str(folder)]) == 0
     records = {split: read_json(folder / "landscape.json") for split, folder in out.items()}
-    assert records["train"]["split"] == "train"
+    assert records["train"]["split"] == "train" and records["train"]["figure"] == "Fig. S7"
     train_size, test_size = (records[split]["checkpoints"][0]["num_samples"] for split in ("train", "test"))
     assert train_size > test_size
 

@@ -1,10 +1,10 @@
 """The training CLI: argument errors, a full run on a tiny synthetic task, NaN handling, and the real F-MNIST
 run on a two-step budget when the data is installed."""
 import json
-from dataclasses import replace
 import os
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest

@@ -13,7 +13,8 @@ from .common import FORWARD_BATCH, add_common_options, checkpoint_record, genera
 NAME = "landscape"
 HELP = "Fig. 1, S2, Table S1: test loss along random directions"
 # the paper's figures of the landscape on each split (Fig. S6 is Fig. 1 for several β_rob)
-LANDSCAPE_FIGURES = {"test": "Fig. 1, S2, S6, Table S1", "val": "Fig. 1, S2 on the validation set", "train": "Fig. S7"}
+LANDSCAPE_FIGURES = {"test": "Fig. 1, S2, S6, Table S1", "val": "Fig. 1, S2 on the validation set",
+                     "train": "Fig. S7"}
 
 
 def add_arguments(landscape):
@@ -61,9 +62,9 @@ def run(args):
     results = [{**checkpoint_record(checkpoint), "losses": losses[checkpoint.label].tolist(),
                 "slopes": slopes[checkpoint.label], "slope_mean": float(np.mean(slopes[checkpoint.label])),
                 "slope_std": float(np.std(slopes[checkpoint.label]))} for checkpoint in checkpoints]
-    write_outputs(args.out, "landscape", rows, record={"figure": LANDSCAPE_FIGURES[args.split], "split": args.split,
-                                                "seed": args.seed, "zeta": args.zeta, "alphas": alphas.tolist(),
-                                                "checkpoints": results})
+    write_outputs(args.out, "landscape", rows,
+                  record={"figure": LANDSCAPE_FIGURES[args.split], "split": args.split, "seed": args.seed,
+                          "zeta": args.zeta, "alphas": alphas.tolist(), "checkpoints": results})
     samples = min(len(checkpoint.split) for checkpoint in checkpoints)
     plots.plot_landscape(alphas, losses, os.path.join(args.out, "landscape.png"),
                          subtitle=f"{args.repeats} directions v = |Θ|·{args.zeta:g}·N(0, 1), {samples} "
