@@ -122,9 +122,10 @@ def plot_mismatch_boxes(table, path, title="Fig. 2: test accuracy under mismatch
                      boxprops={"facecolor": colour, "linestyle": style, "alpha": 0.6},
                      medianprops={"color": "black"},
                      flierprops={"marker": ".", "markersize": 3})
-        for k in single:
-            axes.hlines(100 * np.ravel(table[label][zetas[k]])[0], k + shift - 0.4 * box_width,
-                        k + shift + 0.4 * box_width, color=colour, linewidth=3)
+        for k in single:    # a line (not hlines) so that the legend's loc="best" sees it and keeps off it
+            accuracy = 100 * np.ravel(table[label][zetas[k]])[0]
+            axes.plot([k + shift - 0.4 * box_width, k + shift + 0.4 * box_width], [accuracy, accuracy],
+                      color=colour, linewidth=3, solid_capstyle="butt")
     axes.set_xticks(range(len(zetas)), [f"{zeta:g}" for zeta in zetas])
     axes.set_xlim(-0.5, len(zetas) - 0.5)
     add_legend(axes, [Patch(facecolor=colour, edgecolor="black", linestyle=style, alpha=0.6, label=label)

@@ -119,3 +119,16 @@ def test_panel_per_checkpoint_draws_the_attacked_record_black_and_the_random_one
             ("PGA on KL", "black"), ("random box corner", "tab:red")]
         assert axes.get_ylim() == (0, 100)
     assert legend_texts(figure) == ["PGA on KL", "random box corner"]
+
+
+def test_the_mismatch_legend_keeps_off_the_clean_accuracy_marks(tmp_path):
+    """ζ = 0 is one value per checkpoint, drawn as a short line at the top left, where a legend placed "best"
+    used to sit when it could not see those lines."""
+    table = {f"method {k} seed 0": {0.0: [0.9 - 0.002 * k], 0.5: 0.6 + 0.2 * RNG.random(20)} for k in range(6)}
+    figure = plots.plot_mismatch_boxes(table, tmp_path / "mismatch.png")
+    axes = figure.axes[0]
+    legend = axes.get_legend().get_window_extent()
+    for k, cells in enumerate(table.values()):
+        shift = (k - (len(table) - 1) / 2) * 0.8 / len(table)           # the boxes' places around ζ = 0 (x = 0)
+        x, y = axes.transData.transform((shift, 100 * cells[0.0][0]))
+        assert not (legend.x0 <= x <= legend.x1 and legend.y0 <= y <= legend.y1), k
