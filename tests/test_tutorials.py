@@ -5,7 +5,8 @@ working directory is a temporary folder, so a notebook cannot lean on files left
 that train on real Fashion-MNIST are skipped where it is not installed, as the loader's own tests are.
 
 The course notebooks (those with exercises, minimal/course.py) are checked twice: the stored solution executes and
-prints the same text as stored (every stream output, except the lines marked ⏱, which are timings), and its
+prints the same text as stored (every stream output, except the lines marked ⏱, which are timings; a printed number
+may differ by LAST_DIGIT_TOLERANCE units of its last digit, see same_printout), and its
 student version (python -m minimal.course student) fails each exercise with `NotImplementedError: exercise N.M`
 of that exercise, in its solution cell or in its grading cell. The student version runs only up to its last
 grading cell: what follows holds no exercise, and running it would double the cost of the test.
@@ -13,6 +14,7 @@ grading cell: what follows holds no exercise, and running it would double the co
 The executions are started together by one fixture and run two at a time (see `executed`); each test waits for
 the one it checks.
 """
+import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -31,6 +33,11 @@ COURSE_NOTEBOOKS = course_notebooks(TUTORIALS)
 OTHER_NOTEBOOKS = [path for path in NOTEBOOKS if path not in COURSE_NOTEBOOKS]
 TIMING_MARK = "⏱"
 CELL_TIMEOUT_SECONDS = 900
+# float32 sums are ordered by the SIMD width of the processor (numba compiles for the host, OpenBLAS picks its kernel
+# by it), so a number after hundreds of training steps may round differently on another machine of the same kind:
+# seen, one unit of the last digit (KL 2.08e-06 / 2.09e-06, chip accuracy 79.8 ± 1.8 / 79.7 ± 1.9 %)
+LAST_DIGIT_TOLERANCE = 2
+NUMBER = re.compile(r"-?\d+(?:\.(\d+))?(?:e([-+]?\d+))?")
 
 
 def fmnist_installed():
@@ -132,6 +139,30 @@ def printed_text(cell):
     return [line for line in text.splitlines() if TIMING_MARK not in line]
 
 
+def same_printout(printed, stored):
+    """The same lines with the same words; each number as stored, or off by at most LAST_DIGIT_TOLERANCE units of
+    the last digit it is printed with."""
+    return len(printed) == len(stored) and all(same_line(new, old) for new, old in zip(printed, stored))
+
+
+def same_line(printed, stored):
+    if NUMBER.sub("#", printed) != NUMBER.sub("#", stored):
+        return False
+    for new, old in zip(NUMBER.finditer(printed), NUMBER.finditer(stored)):
+        decimals, exponent = len(old.group(1) or ""), int(old.group(2) or 0)
+        if abs(float(new.group()) - float(old.group())) > LAST_DIGIT_TOLERANCE * 10.0 ** (exponent - decimals):
+            return False
+    return True
+
+
+def test_a_printout_may_differ_in_the_last_digit_only():
+    assert same_printout(["KL 2.09e-06 0.0347", "79.7 ± 1.9 %"], ["KL 2.08e-06 0.0347", "79.8 ± 1.8 %"])
+    assert not same_printout(["KL 2.12e-06"], ["KL 2.08e-06"])
+    assert not same_printout(["79.4 ± 1.8 %"], ["79.8 ± 1.8 %"])
+    assert not same_printout(["accuracy 79.8 %"], ["accuracy 79.8"])
+    assert not same_printout(["0.5", "1"], ["0.5"])
+
+
 @pytest.mark.parametrize("path", COURSE_NOTEBOOKS, ids=lambda path: path.name)
 def test_course_notebook_prints_the_stored_numbers(path, executed):
     skip_without_fmnist(path)
@@ -139,7 +170,9 @@ def test_course_notebook_prints_the_stored_numbers(path, executed):
     executed_notebook = executed["solution", path].result()
     for number, (old, new) in enumerate(zip(stored.cells, executed_notebook.cells)):
         if old.cell_type == "code":
-            assert printed_text(new) == printed_text(old), f"{path.name}, cell {number}:\n{old.source[:300]}"
+            stored_lines, printed_lines = printed_text(old), printed_text(new)
+            assert same_printout(printed_lines, stored_lines), \
+                f"{path.name}, cell {number}:\n{old.source[:300]}\nstored:  {stored_lines}\nprinted: {printed_lines}"
 
 
 @pytest.mark.parametrize("path", COURSE_NOTEBOOKS, ids=lambda path: path.name)
