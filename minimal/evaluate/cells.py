@@ -89,8 +89,6 @@ def load_finished_cells(path):
         return {}
 
 
-
-
 @contextmanager
 def single_threaded_children():
     """Processes started inside this block run numba and BLAS on one thread (a fresh interpreter reads these
