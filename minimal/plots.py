@@ -31,6 +31,7 @@ DPI = 120
 LINESTYLES = ("-", "--", ":", "-.")  # one per seed of a method: "standard seed 0", "standard seed 1", ...
 SEED_SUFFIX = re.compile(r" seed \d+$")
 LEGEND_INSIDE_MAX = 6                # a legend with more entries goes beside the axes, off the data
+BOXES_WIDTH_MAX = 14.0               # inches: wider, a page shrinks the figure until its labels are unreadable
 ATTACK_FIGURES = {"PGA on cross-entropy": "Fig. 3", "PGA on KL": "Fig. S3", "random box corner": "Fig. S5c"}
 RECORD_COLOURS = {                   # as in the paper's Fig. S5 and S8: the attacked record black, the other red
     "PGA on KL": "black", "PGA on cross-entropy": "tab:grey", "random box corner": "tab:red",
@@ -108,8 +109,8 @@ def plot_mismatch_boxes(table, path, title="Fig. 2: test accuracy under mismatch
     labels = list(table)
     styles = label_styles(labels)
     zetas = sorted({zeta for cells in table.values() for zeta in cells})
-    figure, axes = new_axes(title, "noise level ζ",
-                            "test accuracy (%)", width=max(7.0, 1.1 * len(zetas) * max(1, len(labels) / 2)))
+    width = min(BOXES_WIDTH_MAX, max(7.0, 1.1 * len(zetas) * max(1, len(labels) / 2)))
+    figure, axes = new_axes(title, "noise level ζ", "test accuracy (%)", width=width, height=4.5 + (width - 7) / 5)
     box_width = 0.8 / len(labels)
     for index, label in enumerate(labels):
         colour, style = styles[label]

@@ -132,3 +132,12 @@ def test_the_mismatch_legend_keeps_off_the_clean_accuracy_marks(tmp_path):
         shift = (k - (len(table) - 1) / 2) * 0.8 / len(table)           # the boxes' places around ζ = 0 (x = 0)
         x, y = axes.transData.transform((shift, 100 * cells[0.0][0]))
         assert not (legend.x0 <= x <= legend.x1 and legend.y0 <= y <= legend.y1), k
+
+
+def test_ten_methods_at_six_noise_levels_fit_a_page_wide_figure(tmp_path):
+    """Table 1's ten rows at its six ζ: 60 boxes in a figure no wider than BOXES_WIDTH_MAX inches (it used to
+    grow to 33 inches, which a page shrinks until no label can be read), and taller than the default."""
+    zetas = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7)
+    table = {f"method {k}": {zeta: 0.9 - zeta * RNG.random(100) for zeta in zetas} for k in range(10)}
+    width, height = plots.plot_mismatch_boxes(table, tmp_path / "mismatch.png").get_size_inches()
+    assert width == plots.BOXES_WIDTH_MAX and height > 4.5
