@@ -1,7 +1,7 @@
 """python -m minimal.sweep --task fmnist --methods standard,beta --seeds 0,1 [--root DIR] [--jobs N | --scheduler A] …
 
 Trains one model per (method, seed) and then evaluates them all (by default under mismatch, Table 1), writing
-one results table per evaluation. Every job is a plain `python -m minimal.train …` / `python -m
+one results table per evaluation (or, with --train-only, trains and stops). Every job is a plain `python -m minimal.train …` / `python -m
 minimal.evaluate …` command, so the same list can go to any cluster scheduler (`--print-commands`). The sweep is
 resumable: a training job whose meta.json already has a test accuracy is skipped, a stopped one continues from
 its last saved state (`--resume`), and an evaluation is skipped when its table is newer than every checkpoint
@@ -62,9 +62,13 @@ def build_parser():
                         help="train every method once per value of this training option (its name as in "
                              "python -m minimal.train --help, e.g. beta_rob=0.1,0.5 or attack_box=relative,constant);"
                              " repeat it to train every combination")
-    parser.add_argument("--evaluate", action="append", type=evaluation_spec, metavar="NAME=SUBCOMMAND ARGS",
-                        help="an evaluation of all the models, written to <root>/NAME; repeat for several "
-                             "(default: \"mismatch=mismatch --draws 100\", Table 1)")
+    what = parser.add_mutually_exclusive_group()
+    what.add_argument("--evaluate", action="append", type=evaluation_spec, metavar="NAME=SUBCOMMAND ARGS",
+                      help="an evaluation of all the models, written to <root>/NAME; repeat for several "
+                           "(default: \"mismatch=mismatch --draws 100\", Table 1)")
+    what.add_argument("--train-only", action="store_true",
+                      help="train and stop, evaluating nothing: e.g. two sweeps that share a list of runs between "
+                           "two queues, and a later one with --evaluate (which finds the models trained)")
     parser.add_argument("--baseline", action="append", default=[], metavar="DIR",
                         help="a trained checkpoint evaluated beside the sweep's models, e.g. the float baseline")
     parser.add_argument("--report", metavar="FILE",
@@ -349,7 +353,9 @@ SCHEDULER_INTERRUPTED_MESSAGE = ("finished training jobs and the finished mismat
 
 
 def run_sweep(args, argv):
-    args.evaluate = args.evaluate or [DEFAULT_EVALUATION]
+    if args.train_only and args.report:
+        raise UsageError("--report writes the evaluations' tables: not allowed with --train-only")
+    args.evaluate = [] if args.train_only else args.evaluate or [DEFAULT_EVALUATION]
     root = args.root or os.path.join("runs", f"sweep-{args.task}")
     jobs = sweep_jobs(args)
     if args.print_commands:
@@ -374,7 +380,10 @@ def run_sweep(args, argv):
         write_report_section(args.report, root, argv if argv is not None else sys.argv[1:], args.evaluate,
                              [evaluation_command(e, root, args.baseline, jobs) for e in args.evaluate], evaluated)
         print(f"wrote the {root} section of {args.report}")
-    print(f"results: {', '.join(os.path.join(root, name) for name, _ in args.evaluate)}")
+    if args.train_only:
+        print(f"trained: {len(jobs)} models in {root}")
+    else:
+        print(f"results: {', '.join(os.path.join(root, name) for name, _ in args.evaluate)}")
     return 0
 
 

@@ -283,3 +283,35 @@ def test_evaluations_run_side_by_side_with_jobs(tmp_path, monkeypatch):
     assert sweep.main(argv) == 0
     for name in ("mismatch", "ibp"):
         assert json.loads((root / name / "wall_seconds.json").read_text())["seconds"] == 1.0
+
+
+def test_train_only_trains_and_evaluates_nothing(tmp_path, monkeypatch, capsys):
+    """Two queues sharing one list of runs each end with --train-only: neither evaluates (the default would be a
+    100-draw mismatch table of its own), and a later sweep with --evaluate finds the models trained."""
+    argv = ["--task", "fmnist", "--methods", "standard,beta", "--root", str(tmp_path)]
+    ran = []
+
+    def fake_train(command, log_path):
+        ran.append(command)
+        method = command[command.index("--method") + 1]
+        write_trained(tmp_path, argv, method)
+        return 0, 0.0
+    monkeypatch.setattr(sweep, "run_logged", fake_train)
+    assert sweep.main(argv + ["--train-only"]) == 0
+    assert [command[2] for command in ran] == ["minimal.train", "minimal.train"]
+    assert not (tmp_path / "mismatch").exists()
+    assert f"trained: 2 models in {tmp_path}" in capsys.readouterr().out
+    assert sweep.main(argv + ["--train-only", "--print-commands"]) == 0
+    assert "minimal.evaluate" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("extra, message", [(["--evaluate", "m=mismatch"], "not allowed with argument --train-only"),
+                                            (["--report", "docs/results.md"], "not allowed with --train-only")])
+def test_train_only_with_an_evaluation_or_a_report_is_one_line(extra, message, capsys):
+    argv = ["--task", "fmnist", "--methods", "standard", "--train-only", *extra]
+    try:
+        code = sweep.main(argv)
+    except SystemExit as exit_info:
+        code = exit_info.code
+    error = capsys.readouterr().err
+    assert code == 2 and len(error.strip().splitlines()) == 1 and message in error, error
