@@ -1,11 +1,11 @@
 """python -m minimal.sweep --task fmnist --methods standard,beta --seeds 0,1 [--root DIR] [--jobs N | --scheduler A] …
 
 Trains one model per (method, seed) and then evaluates them all (by default under mismatch, Table 1), writing
-one results table per evaluation (or, with --train-only, trains and stops). Every job is a plain `python -m minimal.train …` / `python -m
-minimal.evaluate …` command, so the same list can go to any cluster scheduler (`--print-commands`). The sweep is
-resumable: a training job whose meta.json already has a test accuracy is skipped, a stopped one continues from
-its last saved state (`--resume`), and an evaluation is skipped when its table is newer than every checkpoint
-and was made with the same arguments.
+one results table per evaluation (or, with --train-only, trains and stops). Every job is a plain `python -m
+minimal.train …` / `python -m minimal.evaluate …` command, so the same list can go to any cluster scheduler
+(`--print-commands`). The sweep is resumable: a training job whose meta.json already has a test accuracy is
+skipped, a stopped one continues from its last saved state (`--resume`), and an evaluation is skipped when its
+table is newer than every checkpoint and was made with the same arguments.
 With --scheduler ADDRESS the same commands go to the workers of a Dask scheduler instead (training jobs as many at
 a time as the cluster has worker threads, then the evaluations, as many at a time too); `--scheduler local:N`
 starts N workers on this machine. The workers need this folder and this Python environment at the same paths (a
