@@ -49,7 +49,7 @@ import numpy as np
 from .autodiff import no_grad
 from .cli import progress_bar
 from .kernels import conv as conv_kernels
-from .kernels.blas import warm_up_blas
+from .kernels.blas import prepare_blas_for_evaluation
 
 G_MAX = 25.0          # µS, the largest target conductance
 T_READ = 250e-9       # s, t_r of the 1/f read-noise fit
@@ -256,7 +256,7 @@ class Crossbar:
         x = np.asarray(getattr(x, "data", x))
         if x.ndim != 2 or x.shape[1] != self.shape[0]:
             raise ValueError(f"crossbar of shape {self.shape} cannot multiply an input of shape {x.shape}")
-        warm_up_blas()          # OpenBLAS is slow until a process's first wide product (kernels/blas.py says why)
+        prepare_blas_for_evaluation()   # its thread count, and warmed up (kernels/blas.py says why)
         return np.concatenate([self._matmul_rows(x[start:start + ROWS_PER_PASS])
                                for start in range(0, len(x), ROWS_PER_PASS)]).astype(x.dtype, copy=False)
 

@@ -28,7 +28,7 @@ results up to rounding):
 - the products are filters-first (F, N*OH*OW), so that going back to (N, F, OH, OW) moves whole runs of OH*OW
   numbers (one per sample and filter), and the bias is added on the way;
 - the batch is cut into a few equal chunks of samples (at least two; CHUNK_BYTES below), and the chunks'
-  products run at the same time, one per thread, each on a single-threaded OpenBLAS ("the products" below);
+  products run at the same time, one per thread, OpenBLAS set to one thread ("the products" below);
 - conv2d_forward can hand its patch rows to conv2d_backward_weight (ops.conv2d does), so a training step builds
   them once;
 - max-pooling is one loop over windows, parallel over the N*C planes, compiled once per window size (so the
@@ -40,15 +40,15 @@ NUMBA_DISABLE_JIT=1 they run as plain Python, correct but only for tiny shapes.
 Measurements, and the variants we tried and rejected: docs/performance.md, "CNN training step and
 convolution kernels".
 """
-import ctypes
 import functools
-import glob
 import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
 from numba import njit, prange
+
+from . import blas
 
 
 # ------------------------------------------------------------------------------------------- small helpers
@@ -313,43 +313,32 @@ class _ConvShape:
 
 
 # ------------------------------------------------------------------------------------------- the products
-# The chunks' matrix products run at the same time, one chunk per thread of a small pool, each thread with a
-# single-threaded OpenBLAS. We do not let OpenBLAS split each product over its own threads: its threads wait for
-# each other spinning, and on our 2-core machine, shared with other jobs, that made a CNN training step 1.3x
-# PyTorch's instead of 0.8x (docs/performance.md). A product on one thread also sums in one fixed order, so the
-# results do not depend on the number of threads.
-def _openblas_thread_setter():
-    """NumPy's OpenBLAS function that sets the thread count of the calling thread only
-    (openblas_set_num_threads_local, OpenBLAS >= 0.3.27, in NumPy's wheels), or None where it cannot be found."""
-    numpy_folder = os.path.dirname(np.__file__)
-    for path in (glob.glob(os.path.join(numpy_folder, os.pardir, "numpy.libs", "*openblas*"))
-                 + glob.glob(os.path.join(numpy_folder, ".dylibs", "*openblas*"))):
-        try:
-            setter = ctypes.CDLL(path).openblas_set_num_threads_local
-        except (OSError, AttributeError):
-            continue
-        setter.argtypes, setter.restype = [ctypes.c_int], ctypes.c_int
-        return setter
-    return None
-
-
+# The chunks' matrix products run at the same time, one chunk per thread of a small pool, with OpenBLAS on one
+# thread. We do not let OpenBLAS split each product over its own threads: its threads wait for each other
+# spinning, and on our 2-core machine, shared with other jobs, that made a CNN training step 1.3x PyTorch's
+# instead of 0.8x (docs/performance.md). A product on one thread also sums in one fixed order, so the results do
+# not depend on the number of threads. OpenBLAS's thread count is process-wide (kernels/blas.py): the other
+# products of a training step (the dense layers) run on one thread too, until an evaluation path sets it back.
 _pools = {}   # process id -> the product threads (a forked child must not use its parent's threads)
 
 
 def _product_pool():
-    """The threads that run the products (as many as numba's), or None without a single-thread OpenBLAS setting."""
+    """The threads that run the products (as many as numba's), or None where OpenBLAS's thread count cannot be
+    set (another BLAS: the products then run one after another, each on that BLAS's own threads)."""
     if os.getpid() not in _pools:
-        setter = _openblas_thread_setter()
-        _pools[os.getpid()] = None if setter is None else ThreadPoolExecutor(
-            numba.config.NUMBA_NUM_THREADS, thread_name_prefix="conv-product", initializer=setter, initargs=(1,))
+        _pools[os.getpid()] = None if blas.SET_BLAS_THREADS is None else ThreadPoolExecutor(
+            numba.config.NUMBA_NUM_THREADS, thread_name_prefix="conv-product")
     return _pools[os.getpid()]
 
 
 def _in_parallel(product, items):
-    """[product(item) for item in items], computed at the same time on the product threads (one after another
-    in this thread where OpenBLAS cannot be made single-threaded per thread)."""
+    """[product(item) for item in items], computed at the same time on the product threads, each product on one
+    OpenBLAS thread (one after another in this thread where OpenBLAS's thread count cannot be set)."""
     pool = _product_pool()
-    return [product(item) for item in items] if pool is None else list(pool.map(product, items))
+    if pool is None:
+        return [product(item) for item in items]
+    blas.use_one_blas_thread()
+    return list(pool.map(product, items))
 
 
 # ------------------------------------------------------------------------------------------- convolution

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..autodiff import Tensor
 from ..kernels import inference as kernels
-from ..kernels.blas import warm_up_blas
+from ..kernels.blas import prepare_blas_for_evaluation
 from ..kernels import lsnn as lsnn_kernels
 from ..kernels.conv import as_pair
 from .cnn import CNN
@@ -68,6 +68,7 @@ def forward_function(model, params=None):
     p = plain_parameters(model, params)
     if p is None:
         return None
+    prepare_blas_for_evaluation()         # OpenBLAS on its own threads again, after a training step's convolutions
     return forward(model, p)
 
 
@@ -102,7 +103,6 @@ def cnn_forward(model, p):
     for conv in (model.conv1, model.conv2):
         if as_pair(conv.stride, "stride") != (1, 1) or as_pair(conv.padding, "padding") != (0, 0):
             return None
-    warm_up_blas()
     w1, w2 = p["conv1.weight"], p["conv2.weight"]                    # (F, C, KH, KW)
     conv1_pool_relu = kernels.conv_pool_relu_kernel(w1.shape[2], w1.shape[3], w1.shape[1])
     conv1, conv2 = filters_last(w1), filters_last(w2)                # (KH·KW·C, F)
