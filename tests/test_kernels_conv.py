@@ -4,6 +4,7 @@ shifted slices of the padded input; a max-pool looks at every window explicitly)
 tests also run with NUMBA_DISABLE_JIT=1 (the kernels then execute as plain Python).
 """
 import contextlib
+import itertools
 
 import numba
 import numpy as np
@@ -126,6 +127,23 @@ def test_im2col_times_the_filters_is_the_convolution():
     product = w.reshape(4, -1) @ cols.reshape(len(cols), -1)                 # (F, N·OH·OW)
     out = product.reshape(4, 2, out_h, out_w).transpose(1, 0, 2, 3)
     np.testing.assert_allclose(out, reference.conv2d_forward(x, w, (2, 2), (1, 1)), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("kernel_hw, stride", [((3, 2), (1, 1)), ((4, 4), (1, 1)), ((3, 3), (2, 1))])
+def test_col2im_adds_each_pixels_contributions_in_a_fixed_order(kernel_hw, stride):
+    """Bit for bit what a plain loop gives that adds the patches in (oh, ow, kh) order: the kernel's order of
+    additions is part of the numbers a training run produces (float32 sums depend on their order)."""
+    rng = np.random.default_rng(7)
+    (kh, kw), (sh, sw), channels = kernel_hw, stride, 5
+    grad_rows = rng.standard_normal((3, 4, 5, kh * kw * channels)).astype(np.float32)
+    height, width = (4 - 1) * sh + kh, (5 - 1) * sw + kw
+    kernel_result = np.zeros((3, height, width, channels), np.float32)
+    conv._col2im(grad_rows, kernel_result, kh, kw, sh, sw)
+    expected = np.zeros_like(kernel_result)
+    for oh, ow, row in itertools.product(range(4), range(5), range(kh)):
+        run = grad_rows[:, oh, ow, row * kw * channels:(row + 1) * kw * channels].reshape(3, kw, channels)
+        expected[:, oh * sh + row, ow * sw:ow * sw + kw] += run
+    np.testing.assert_array_equal(kernel_result, expected)
 
 
 @SETTINGS
