@@ -54,6 +54,20 @@ def claimed_output_folder(out):
             shutil.rmtree(created, ignore_errors=True)
 
 
+def is_being_trained(out):
+    """True while a process trains in `out` (holds the lock of claimed_output_folder). Tried by taking the lock
+    for a moment, as a second `train` would."""
+    path = os.path.join(out, LOCK_FILE)
+    if fcntl is None or not os.path.exists(path):
+        return False
+    with open(path) as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+    return False                                # closing the file gave the lock back
+
+
 def check_output_folder(settings):
     """Before any work: --out must be a writable folder, and what it holds must fit the request. Returns the
     finished run's meta when --resume finds nothing left to train (the checkpoint is then left untouched), else

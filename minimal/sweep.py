@@ -92,6 +92,7 @@ def evaluation_spec(text):
 
 
 LOCAL_CLUSTER = "local:"
+BUSY = "busy"   # what run_logged returns instead of an exit code for a run that another process is training
 
 
 def varied_option(text):
@@ -203,10 +204,15 @@ def settings_conflicts(args, root, jobs):
     return conflicts
 
 
-def run_logged(command, log_path, folder=None, environment=None):
+def run_logged(command, log_path, folder=None, environment=None, training_folder=None):
     """Run one job with its output appended to log_path; return its exit code and wall time in seconds.
     folder: the working folder (default: this process's); environment: variables set for the job on top of
-    this process's. A Dask worker runs this same function, imported from minimal.sweep."""
+    this process's. A Dask worker runs this same function, imported from minimal.sweep.
+    training_folder: for a training job, its run folder. If another process trains there right now (a second
+    sweep, a terminal), the job is not run and its log, which that process is writing, is left alone: returns
+    (BUSY, 0.0). Checked when the job's turn comes, which may be hours after the sweep started."""
+    if training_folder is not None and run_folder.is_being_trained(os.path.join(folder or ".", training_folder)):
+        return BUSY, 0.0
     start = time.time()
     with open(log_path, "a") as log:
         log.write(f"$ {shlex.join(command)}\n")
@@ -218,18 +224,19 @@ def run_logged(command, log_path, folder=None, environment=None):
 
 @contextmanager
 def job_runner(scheduler, jobs):
-    """A function run_job(command, log_path) that starts one job and returns a future of run_logged's (exit code,
-    seconds). Without a scheduler the jobs run here, `jobs` processes at a time. With one they go to its workers,
-    each job in this folder (which the workers must share) with numba and BLAS on one thread: a Dask worker
-    thread stands for one core."""
+    """A function run_job(command, log_path, training_folder=None) that starts one job and returns a future of
+    run_logged's (exit code, seconds). Without a scheduler the jobs run here, `jobs` processes at a time. With one
+    they go to its workers, each job in this folder (which the workers must share) with numba and BLAS on one
+    thread: a Dask worker thread stands for one core."""
     if scheduler is None:
         with ThreadPoolExecutor(max_workers=jobs) as pool:
-            yield lambda command, log_path: pool.submit(run_logged, command, log_path)
+            yield lambda command, log_path, training_folder=None: pool.submit(
+                run_logged, command, log_path, training_folder=training_folder)
         return
     folder = os.getcwd()
     with dask_executor(scheduler) as executor:
-        yield lambda command, log_path: executor.submit(run_logged, command, os.path.abspath(log_path), folder,
-                                                        SINGLE_THREADED)
+        yield lambda command, log_path, training_folder=None: executor.submit(
+            run_logged, command, os.path.abspath(log_path), folder, SINGLE_THREADED, training_folder=training_folder)
 
 
 @contextmanager
@@ -266,6 +273,8 @@ def job_problem(future):
         code, seconds = future.result()
     except Exception as error:  # raised on a Dask worker, or by the scheduler (a worker died)
         return f"could not run: {type(error).__name__}: {error}", 0.0
+    if code == BUSY:
+        return "not run: another process is training it right now", seconds
     return (None if code == 0 else f"exit {code}"), seconds
 
 
@@ -278,7 +287,7 @@ def train_all(args, root, jobs, run_job):
     for job in pending:
         folder = job.folder(root)
         os.makedirs(folder, exist_ok=True)
-        started[run_job(training_command(args, root, job), os.path.join(folder, "train.log"))] = (job, folder)
+        started[run_job(training_command(args, root, job), os.path.join(folder, "train.log"), folder)] = (job, folder)
     failed = []
     for future in as_completed(started):
         job, folder = started[future]

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from minimal import sweep
+from minimal import run_folder, sweep
 
 
 def parse(*argv):
@@ -70,7 +70,7 @@ def test_finished_jobs_are_skipped_and_failures_reported(tmp_path, monkeypatch):
     write_trained(tmp_path, argv, "beta", finished=False)            # stopped mid-way: runs again (resumes)
     ran = []
 
-    def fake_run(command, log_path):
+    def fake_run(command, log_path, training_folder=None):
         ran.append(command[command.index("--method") + 1])
         return (1 if "beta" in command else 0), 0.0
 
@@ -91,7 +91,7 @@ def test_jobs_trained_with_other_settings_stop_the_sweep(tmp_path, monkeypatch, 
     """A model trained with other --train-args is not this sweep's result (it came out as one before)."""
     old = ["--task", "fmnist", "--methods", "standard", "--root", str(tmp_path), "--train-args", "--max-steps 3"]
     write_trained(tmp_path, old, "standard")
-    monkeypatch.setattr(sweep, "run_logged", lambda command, log: pytest.fail(f"ran {command}"))
+    monkeypatch.setattr(sweep, "run_logged", lambda command, *log: pytest.fail(f"ran {command}"))
     new = old[:-1] + ["--lr 0.01"]
     assert sweep.main(new) == 2
     error = capsys.readouterr().err
@@ -123,7 +123,7 @@ def test_report_section_is_generated_from_the_runs_and_replaced_on_rerun(tmp_pat
     argv = ["--task", "fmnist", "--methods", "standard", "--root", str(root)]
     write_trained(root, argv, "standard", best_val_acc=0.9, test_acc=0.875, train_seconds=125.0)
 
-    def fake_mismatch(command, log_path):                  # writes what `evaluate mismatch` would, in 42 s
+    def fake_mismatch(command, log_path, training_folder=None):    # writes what `evaluate mismatch` would, in 42 s
         folder = root / "mismatch"
         (folder / "mismatch.csv").write_text("checkpoint,ζ = 0\nstandard seed 0,87.50 ± 0.00 (87.50)\n")
         (folder / "mismatch.json").write_text(json.dumps({"figure": "Table 1, Fig. 2", "cell_seconds": 600}))
@@ -132,7 +132,7 @@ def test_report_section_is_generated_from_the_runs_and_replaced_on_rerun(tmp_pat
         return 0, 42.0
     monkeypatch.setattr(sweep, "run_logged", fake_mismatch)
     assert sweep.main(argv) == 0
-    monkeypatch.setattr(sweep, "run_logged", lambda command, log: pytest.fail(f"ran {command}"))
+    monkeypatch.setattr(sweep, "run_logged", lambda command, *log: pytest.fail(f"ran {command}"))
     report = tmp_path / "docs" / "results.md"
     report.parent.mkdir()
     report.write_text("# Results\n\nmy commentary\n")
@@ -153,7 +153,7 @@ def test_an_evaluation_runs_again_when_its_arguments_or_weights_change(tmp_path,
     write_trained(root, ["--task", "fmnist", "--methods", "standard", "--root", str(root)], "standard")
     ran = []
 
-    def fake_evaluate(command, log_path):                            # writes the table, as the evaluation would
+    def fake_evaluate(command, log_path, training_folder=None):    # writes the table, as the evaluation would
         ran.append(command[command.index("--zetas") + 1:])
         out = command[command.index("--out") + 1]
         for table in ("mismatch.json", "mismatch.csv"):
@@ -177,7 +177,7 @@ def test_an_evaluation_runs_again_when_its_arguments_or_weights_change(tmp_path,
 
 def test_a_job_that_cannot_run_fails_with_its_reason(tmp_path, monkeypatch, capsys):
     """As a job on a worker without this folder would: the sweep reports it as a failed job, not a traceback."""
-    def missing_folder(command, log_path):
+    def missing_folder(command, log_path, training_folder=None):
         raise FileNotFoundError(f"No such file or directory: {log_path!r}")
 
     monkeypatch.setattr(sweep, "run_logged", missing_folder)
@@ -185,6 +185,19 @@ def test_a_job_that_cannot_run_fails_with_its_reason(tmp_path, monkeypatch, caps
     captured = capsys.readouterr()
     assert "FAILED (could not run: FileNotFoundError: No such file or directory" in captured.out
     assert captured.err == f"error: 1 training job(s) failed: {tmp_path / 'standard-seed0'}\n"
+
+
+def test_a_run_another_process_trains_is_not_started_and_its_log_left_alone(tmp_path, capsys):
+    """Two queues sharing one list of runs: when one comes to a run that the other is training, it does not start
+    it (which would end in one error line) and writes nothing into the log that the other process is writing."""
+    folder = tmp_path / "standard-seed0"
+    with run_folder.claimed_output_folder(str(folder)):         # the other process (a lock on another open file)
+        (folder / "train.log").write_text("the other process's log\n")
+        assert sweep.main(["--task", "fmnist", "--methods", "standard", "--root", str(tmp_path), "--train-only"]) == 1
+        assert (folder / "train.log").read_text() == "the other process's log\n"
+    captured = capsys.readouterr()
+    assert "FAILED (not run: another process is training it right now): standard seed 0" in captured.out
+    assert captured.err == f"error: 1 training job(s) failed: {folder}\n"
 
 
 @pytest.mark.parametrize("argv, message", [(["--scheduler", "local:0"], "local:N needs a number of workers N ≥ 1"),
@@ -270,7 +283,7 @@ def test_evaluations_run_side_by_side_with_jobs(tmp_path, monkeypatch):
     write_trained(root, ["--task", "fmnist", "--methods", "standard", "--root", str(root)], "standard")
     both_running = threading.Barrier(2, timeout=10)
 
-    def fake_evaluate(command, log_path):
+    def fake_evaluate(command, log_path, training_folder=None):
         both_running.wait()
         out = command[command.index("--out") + 1]
         for table in ("mismatch.json", "mismatch.csv", "ibp.json", "ibp.csv"):
@@ -291,7 +304,7 @@ def test_train_only_trains_and_evaluates_nothing(tmp_path, monkeypatch, capsys):
     argv = ["--task", "fmnist", "--methods", "standard,beta", "--root", str(tmp_path)]
     ran = []
 
-    def fake_train(command, log_path):
+    def fake_train(command, log_path, training_folder=None):
         ran.append(command)
         method = command[command.index("--method") + 1]
         write_trained(tmp_path, argv, method)
