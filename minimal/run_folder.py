@@ -40,12 +40,9 @@ def claimed_output_folder(out):
     os.makedirs(out, exist_ok=True)
     lock = open(os.path.join(out, LOCK_FILE), "w")
     try:
-        if fcntl is not None:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise UsageError(f"{out} is being trained by another process right now; wait for it to end, or "
-                                 f"choose another --out") from None
+        if not took_lock(lock):
+            raise UsageError(f"{out} is being trained by another process right now; wait for it to end, or "
+                             f"choose another --out")
         yield
     finally:
         lock.close()
@@ -58,14 +55,22 @@ def is_being_trained(out):
     """True while a process trains in `out` (holds the lock of claimed_output_folder). Tried by taking the lock
     for a moment, as a second `train` would."""
     path = os.path.join(out, LOCK_FILE)
-    if fcntl is None or not os.path.exists(path):
+    if not os.path.exists(path):
         return False
-    with open(path) as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-    return False                                # closing the file gave the lock back
+    with open(path) as lock:                    # closing the file gives the lock back
+        return not took_lock(lock)
+
+
+def took_lock(lock):
+    """Take the lock on the open file `lock` for this process, without waiting: False if another process holds
+    it (True where there are no locks: on Windows runs are not locked)."""
+    if fcntl is None:
+        return True
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
 
 
 def check_output_folder(settings):
