@@ -12,7 +12,9 @@ import pytest
 
 from minimal import evaluate, train as train_module
 from minimal.cli import EXIT_ERROR
+from minimal.evaluate import attack as evaluation_attack
 from minimal.evaluate import cells as evaluation_cells
+from minimal.evaluate import landscape as evaluation_landscape
 from minimal.evaluate.common import format_cell
 from minimal.evaluate.mismatch import table1_rows
 from minimal.io import format_table, load_npz
@@ -343,6 +345,37 @@ def test_cli_attack(checkpoints, tmp_path):
     assert len({r["mean"] for r in results if r["zeta"] == 0}) == 1  # no attack at ζ = 0: the clean accuracy
 
 
+def attack_means(out):
+    """(attack, ζ) -> mean accuracy, for the first checkpoint of an attack.json."""
+    return {(r["attack"], r["zeta"]): r["mean"] for r in read_json(out / "attack.json")["checkpoints"][0]["results"]}
+
+
+def test_cli_attack_computes_each_cell_once(checkpoints, tmp_path, monkeypatch, capsys):
+    """Finished cells are kept in attack_cells.json: a second run with one more ζ attacks only that column, and
+    gives what a run of that column alone gives; other attack settings are computed again."""
+    computed, original = [], evaluation_attack.attacked_accuracy
+
+    def counted(model, split, attack, zeta, *rest):
+        computed.append((attack, zeta))
+        return original(model, split, attack, zeta, *rest)
+    monkeypatch.setattr(evaluation_attack, "attacked_accuracy", counted)
+    common = ["attack", "--checkpoint", str(checkpoints / "cnn0"), "--attacks", "pga-ce", "random",
+              "--attack-steps", "2", "--batch-size", "45"]
+    out = tmp_path / "attack"
+    assert evaluate.main(common + ["--zetas", "0", "0.3", "--out", str(out)]) == 0
+    first = attack_means(out)
+    assert evaluate.main(common + ["--zetas", "0", "0.3", "0.5", "--out", str(out)]) == 0
+    assert "4 of 6 cells already computed" in capsys.readouterr().out
+    assert computed[4:] == [("pga-ce", 0.5), ("random", 0.5)]
+    assert all(attack_means(out)[cell] == mean for cell, mean in first.items())
+    assert evaluate.main(common + ["--zetas", "0.5", "--out", str(tmp_path / "alone")]) == 0
+    assert attack_means(tmp_path / "alone") == {cell: mean for cell, mean in attack_means(out).items()
+                                                if cell[1] == 0.5}
+    computed.clear()
+    assert evaluate.main(common[:-3] + ["3", "--batch-size", "45", "--zetas", "0.5", "--out", str(out)]) == 0
+    assert computed == [("pga-ce", 0.5), ("random", 0.5)]                 # 3 PGA steps: new cells
+
+
 def test_cli_attack_figure_by_checkpoint(checkpoints, tmp_path):
     """Fig. S5c/d, S8: the same results drawn as a panel per checkpoint, a line per attack."""
     out = tmp_path / "attack"
@@ -369,6 +402,30 @@ def test_cli_landscape(checkpoints, tmp_path, capsys):
     assert table[1].startswith(f"standard seed 0,{entry['slope_mean']:.4f} ± ")
     curves = (out / "landscape_curves.csv").read_text().splitlines()
     assert len(curves) == 3 and curves[0].startswith("checkpoint,direction,α = -2")
+
+
+def test_cli_landscape_computes_each_curve_once(checkpoints, tmp_path, monkeypatch, capsys):
+    """Finished curves are kept in landscape_cells.json: a third direction computes only itself, and its curve is
+    the one a fresh run gives; another α grid is computed again."""
+    computed, original = [], evaluation_landscape.loss_along
+
+    def counted(*arguments, **options):
+        computed.append(options["desc"])
+        return original(*arguments, **options)
+    monkeypatch.setattr(evaluation_landscape, "loss_along", counted)
+    common = ["landscape", "--checkpoint", str(checkpoints / "cnn0"), "--max-samples", "40", "--num-alphas", "3"]
+    out = tmp_path / "landscape"
+    assert evaluate.main(common + ["--repeats", "2", "--out", str(out)]) == 0
+    assert evaluate.main(common + ["--repeats", "3", "--out", str(out)]) == 0
+    assert "2 of 3 cells already computed" in capsys.readouterr().out
+    assert computed == ["standard seed 0, direction 1/2", "standard seed 0, direction 2/2",
+                        "standard seed 0, direction 3/3"]
+    assert evaluate.main(common + ["--repeats", "3", "--out", str(tmp_path / "fresh")]) == 0
+    losses = [read_json(folder / "landscape.json")["checkpoints"][0]["losses"] for folder in (out, tmp_path / "fresh")]
+    assert losses[0] == losses[1]
+    computed.clear()
+    assert evaluate.main(common[:-1] + ["5", "--repeats", "1", "--out", str(out)]) == 0
+    assert computed == ["standard seed 0, direction 1/1"]
 
 
 def test_cli_membrane_needs_an_lsnn(checkpoints, tmp_path, capsys):

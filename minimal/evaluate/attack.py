@@ -1,13 +1,18 @@
 """python -m minimal.evaluate attack: Fig. 3, S3 and S5c, test accuracy after the weight attack of Algorithm 1 (PGA
-on the cross-entropy or on the KL boundary loss) and after a random perturbation of the same size."""
+on the cross-entropy or on the KL boundary loss) and after a random perturbation of the same size.
+
+Every finished cell (checkpoint, attack, ζ, repeat) is saved at once in <out>/attack_cells.json, keyed by what its
+number depends on, as mismatch keeps its cells: a stopped evaluation continues where it was."""
+import json
 import os
 
 import numpy as np
 
 from .. import plots
 from ..cli import add_list_option, nonnegative_float, positive_int, progress_bar
-from ..io import format_table
+from ..io import format_table, weights_digest
 from ..robust.attack import ATTACKS, attacked_accuracy
+from .cells import CellStore
 from .common import add_common_options, checkpoint_record, generator, load_checkpoints, write_outputs
 
 NAME = "attack"
@@ -36,21 +41,43 @@ def check_arguments(parser, args):
     args.zetas = sorted(set(args.zetas))
 
 
-def attack_sweep(checkpoint, args):
-    """attack -> accuracies (len(ζ), repeats) of one checkpoint, for every attack, ζ and repeat."""
+def attack_sweep(checkpoint, args, store):
+    """attack -> accuracies (len(ζ), repeats) of one checkpoint, for every attack, ζ and repeat; a cell already in
+    the CellStore is taken from there."""
     accuracies = {attack: np.zeros((len(args.zetas), args.repeats)) for attack in args.attacks}
-    cells = [(attack, k, repeat)
-             for attack in args.attacks for k in range(len(args.zetas)) for repeat in range(args.repeats)]
-    for attack, k, repeat in progress_bar(cells, desc=checkpoint.label, unit="attack"):
+    for attack, k, repeat in progress_bar(attack_cells(args), desc=checkpoint.label, unit="attack"):
         rng = generator(args.seed, list(ATTACKS).index(attack), args.zetas[k], repeat)
-        accuracies[attack][k, repeat] = attacked_accuracy(checkpoint.model, checkpoint.split, attack, args.zetas[k],
-                                                          rng, args.batch_size, args.attack_steps, args.epsilon)
+        accuracies[attack][k, repeat] = store.value(
+            attack_cell_key(checkpoint, attack, args.zetas[k], repeat, args),
+            lambda: attacked_accuracy(checkpoint.model, checkpoint.split, attack, args.zetas[k], rng,
+                                      args.batch_size, args.attack_steps, args.epsilon))
     return accuracies
+
+
+def attack_cells(args):
+    """(attack, index of ζ, repeat) of every cell of one checkpoint."""
+    return [(attack, k, repeat)
+            for attack in args.attacks for k in range(len(args.zetas)) for repeat in range(args.repeats)]
+
+
+def attack_cell_key(checkpoint, attack, zeta, repeat, args):
+    """What one attacked accuracy depends on, as a string: the checkpoint's weights (their digest), the attack, ζ,
+    the repeat, and the attack's settings and data. --batch-size counts here: each minibatch gets its own Θ*."""
+    return json.dumps([weights_digest(checkpoint.folder), attack, zeta, repeat, args.seed, args.split,
+                       args.max_samples, args.data_dir, args.batch_size, args.attack_steps, args.epsilon])
+
+
+def interrupted_message(args):
+    return (f"the finished (checkpoint, attack, ζ) cells are kept in {args.out}/attack_cells.json; the same "
+            f"command continues from them")
 
 
 def run(args):
     checkpoints = load_checkpoints(args)
-    sweeps = {checkpoint.label: attack_sweep(checkpoint, args) for checkpoint in checkpoints}
+    store = CellStore(os.path.join(args.out, "attack_cells.json"))
+    store.report_finished([attack_cell_key(checkpoint, attack, args.zetas[k], repeat, args)
+                           for checkpoint in checkpoints for attack, k, repeat in attack_cells(args)])
+    sweeps = {checkpoint.label: attack_sweep(checkpoint, args, store) for checkpoint in checkpoints}
     rows = [["checkpoint", "attack"] + [f"ζ = {zeta:g}" for zeta in args.zetas]]
     rows += [[label, attack] + [f"{100 * mean:.2f}" for mean in accuracies.mean(axis=1)]
              for label, sweep in sweeps.items() for attack, accuracies in sweep.items()]

@@ -1,6 +1,8 @@
-"""Table 1's cells, (checkpoint, ζ) each, computed once: every finished cell is saved at once in
-<out>/mismatch_cells.json, keyed by what its numbers depend on, so a stopped evaluation continues and a new ζ
-column costs only itself; with --jobs N, N cells run at a time in single-threaded processes."""
+"""An evaluation's cells, computed once: every finished cell is saved at once in <out>/<name>_cells.json, keyed by
+what its numbers depend on, so a stopped evaluation continues and a new column costs only itself.
+Table 1's cells are (checkpoint, ζ) (mismatch_cells, with --jobs N, N cells at a time in single-threaded
+processes); the attack's (checkpoint, attack, ζ, repeat) and the landscape's (checkpoint, direction) go through a
+CellStore."""
 import json
 import os
 import sys
@@ -15,6 +17,34 @@ from ..cli import SINGLE_THREADED
 from ..io import atomic_save_json, weights_digest
 from ..robust.mismatch import mismatch_accuracies
 from .common import generator
+
+
+class CellStore:
+    """The finished cells of one evaluation (key -> JSON value), kept in a file that is rewritten atomically after
+    every new cell."""
+
+    def __init__(self, path):
+        self.path = path
+        self.cells = load_finished_cells(path)
+
+    def __contains__(self, key):
+        return key in self.cells
+
+    def report_finished(self, keys):
+        """Print how many of these keys are computed already (nothing when none are)."""
+        finished = sum(key in self.cells for key in keys)
+        if finished:
+            print(f"{finished} of {len(keys)} cells already computed, in {self.path}")
+
+    def add(self, key, value):
+        self.cells[key] = value
+        atomic_save_json(self.path, self.cells)
+
+    def value(self, key, compute):
+        """The stored value of the cell `key`, or compute() (stored at once)."""
+        if key not in self.cells:
+            self.add(key, compute())
+        return self.cells[key]
 
 
 def timed_mismatch(checkpoint, zeta, args):
@@ -38,20 +68,17 @@ def mismatch_cells(checkpoints, args):
 
     Each finished cell is saved at once in <out>/mismatch_cells.json, and a cell found there is not computed
     again: an evaluation that stopped continues where it was, and adding a ζ computes only the new column."""
-    store_path = os.path.join(args.out, "mismatch_cells.json")
-    finished = load_finished_cells(store_path)
+    store = CellStore(os.path.join(args.out, "mismatch_cells.json"))
     jobs = [(checkpoint, zeta, args) for checkpoint in checkpoints for zeta in args.zetas]
-    todo = [job for job in jobs if cell_key(*job) not in finished]
-    if len(todo) < len(jobs):
-        print(f"{len(jobs) - len(todo)} of {len(jobs)} cells already computed, in {store_path}")
+    store.report_finished([cell_key(*job) for job in jobs])
+    todo = [job for job in jobs if cell_key(*job) not in store]
     for job, result in zip(todo, computed_cells(todo, args.jobs)):
-        finished[cell_key(*job)] = {"accuracies": result["accuracies"].tolist(),
-                                    "seconds_per_draw": result["seconds_per_draw"]}
-        atomic_save_json(store_path, finished)
+        store.add(cell_key(*job), {"accuracies": result["accuracies"].tolist(),
+                                   "seconds_per_draw": result["seconds_per_draw"]})
     cells = [{} for _ in checkpoints]
     for index, checkpoint in enumerate(checkpoints):
         for zeta in args.zetas:
-            cell = finished[cell_key(checkpoint, zeta, args)]
+            cell = store.cells[cell_key(checkpoint, zeta, args)]
             cells[index][zeta] = {"accuracies": np.array(cell["accuracies"]),
                                   "seconds_per_draw": cell["seconds_per_draw"]}
     return cells

@@ -1,13 +1,16 @@
 """python -m minimal.evaluate landscape: Fig. 1, S2 and Table S1, the test cross-entropy L(Θ + α·v) along random
-directions v = |Θ|·ζ·N(0, 1), and its mean slope (the flatness of Table S1)."""
+directions v = |Θ|·ζ·N(0, 1), and its mean slope (the flatness of Table S1). Every finished curve (checkpoint,
+direction) is saved at once in <out>/landscape_cells.json, so a stopped evaluation continues where it was."""
+import json
 import os
 
 import numpy as np
 
 from .. import plots
 from ..cli import positive_float, positive_int
-from ..io import format_table, write_csv
+from ..io import format_table, weights_digest, write_csv
 from ..robust.landscape import landscape_slope, loss_along, random_direction
+from .cells import CellStore
 from .common import FORWARD_BATCH, add_common_options, checkpoint_record, generator, load_checkpoints, write_outputs
 
 NAME = "landscape"
@@ -32,20 +35,39 @@ def check_arguments(parser, args):
         parser.error(f"--num-alphas must be at least 2 (a slope needs two points), got {args.num_alphas}")
 
 
-def landscape_trials(checkpoint, alphas, args):
-    """Losses (repeats, len(alphas)) of one checkpoint: one row per random direction."""
+def landscape_trials(checkpoint, alphas, args, store):
+    """Losses (repeats, len(alphas)) of one checkpoint: one row per random direction; a curve already in the
+    CellStore is taken from there."""
     rows = []
     for repeat in range(args.repeats):
         direction = random_direction(checkpoint.model, args.zeta, generator(args.seed, repeat))
-        rows.append(loss_along(checkpoint.model, checkpoint.split, direction, alphas, args.batch_size,
-                               desc=f"{checkpoint.label}, direction {repeat + 1}/{args.repeats}"))
+        rows.append(store.value(
+            landscape_cell_key(checkpoint, repeat, args),
+            lambda: loss_along(checkpoint.model, checkpoint.split, direction, alphas, args.batch_size,
+                               desc=f"{checkpoint.label}, direction {repeat + 1}/{args.repeats}").tolist()))
     return np.array(rows)
+
+
+def landscape_cell_key(checkpoint, repeat, args):
+    """What one curve depends on, as a string: the checkpoint's weights (their digest), the direction's number
+    and size, the α grid, the data, and --batch-size (the logits of another batching may differ in the last bit,
+    and a loss, unlike an accuracy, shows it)."""
+    return json.dumps([weights_digest(checkpoint.folder), repeat, args.seed, args.zeta, args.alpha_max,
+                       args.num_alphas, args.split, args.max_samples, args.data_dir, args.batch_size])
+
+
+def interrupted_message(args):
+    return (f"the finished curves (checkpoint, direction) are kept in {args.out}/landscape_cells.json; the same "
+            f"command continues from them")
 
 
 def run(args):
     checkpoints = load_checkpoints(args)
     alphas = np.linspace(-args.alpha_max, args.alpha_max, args.num_alphas)
-    losses = {checkpoint.label: landscape_trials(checkpoint, alphas, args) for checkpoint in checkpoints}
+    store = CellStore(os.path.join(args.out, "landscape_cells.json"))
+    store.report_finished([landscape_cell_key(checkpoint, repeat, args)
+                           for checkpoint in checkpoints for repeat in range(args.repeats)])
+    losses = {checkpoint.label: landscape_trials(checkpoint, alphas, args, store) for checkpoint in checkpoints}
     slopes = {label: [landscape_slope(alphas, trial) for trial in trials] for label, trials in losses.items()}
     print(f"Table S1: mean |ΔL|/Δα of the {args.split} loss along {args.repeats} directions "
           f"v = |Θ|·{args.zeta:g}·N(0, 1), α ∈ [{-args.alpha_max:g}, {args.alpha_max:g}], "
