@@ -20,7 +20,8 @@ number, every draw) and .png into --out (default runs/eval-<subcommand>), each f
 and landscape also keep each finished cell there (<subcommand>_cells.json: a (checkpoint, ζ) of Table 1, one
 attacked accuracy, one landscape curve), so a stopped run continues and a new ζ costs only its own column.
 Lists (--zetas, --times, --attacks) are space- or comma-separated. A checkpoint is evaluated on the split of its own
-data seed, so "test" is the split that model never saw. A missing or unreadable checkpoint or data set gives one line on stderr and exit code 1; a bad argument, exit code 2.
+data seed, so "test" is the split that model never saw. A missing or unreadable checkpoint or data set gives one
+line on stderr and exit code 1; a bad argument, exit code 2.
 
 Examples:
   python -m minimal.evaluate mismatch --checkpoint runs/ecg-standard-seed0 --checkpoint runs/ecg-beta-seed0
