@@ -10,7 +10,7 @@ import numpy as np
 
 from .. import plots
 from ..cli import add_list_option, nonnegative_float, positive_int, progress_bar
-from ..io import format_table, weights_digest
+from ..io import format_table
 from ..robust.attack import ATTACKS, attacked_accuracy
 from .cells import CellStore
 from .common import add_common_options, checkpoint_record, generator, load_checkpoints, write_outputs
@@ -46,10 +46,10 @@ def attack_sweep(checkpoint, args, store):
     the CellStore is taken from there."""
     accuracies = {attack: np.zeros((len(args.zetas), args.repeats)) for attack in args.attacks}
     for attack, k, repeat in progress_bar(attack_cells(args), desc=checkpoint.label, unit="attack"):
-        rng = generator(args.seed, list(ATTACKS).index(attack), args.zetas[k], repeat)
         accuracies[attack][k, repeat] = store.value(
             attack_cell_key(checkpoint, attack, args.zetas[k], repeat, args),
-            lambda: attacked_accuracy(checkpoint.model, checkpoint.split, attack, args.zetas[k], rng,
+            lambda: attacked_accuracy(checkpoint.model, checkpoint.split, attack, args.zetas[k],
+                                      generator(args.seed, list(ATTACKS).index(attack), args.zetas[k], repeat),
                                       args.batch_size, args.attack_steps, args.epsilon))
     return accuracies
 
@@ -63,7 +63,7 @@ def attack_cells(args):
 def attack_cell_key(checkpoint, attack, zeta, repeat, args):
     """What one attacked accuracy depends on, as a string: the checkpoint's weights (their digest), the attack, ζ,
     the repeat, and the attack's settings and data. --batch-size counts here: each minibatch gets its own Θ*."""
-    return json.dumps([weights_digest(checkpoint.folder), attack, zeta, repeat, args.seed, args.split,
+    return json.dumps([checkpoint.weights, attack, zeta, repeat, args.seed, args.split,
                        args.max_samples, args.data_dir, args.batch_size, args.attack_steps, args.epsilon])
 
 

@@ -14,7 +14,7 @@ from multiprocessing import get_context
 import numpy as np
 
 from ..cli import SINGLE_THREADED
-from ..io import atomic_save_json, weights_digest
+from ..io import atomic_save_json
 from ..robust.mismatch import mismatch_accuracies
 from .common import generator
 
@@ -97,7 +97,7 @@ def cell_key(checkpoint, zeta, args):
     """What a cell's numbers depend on, as a string: the checkpoint's weights (their digest: retraining changes
     it, a fresh clone does not), ζ, and the settings of the draws and the data. Not --batch-size or --jobs,
     which change only the speed."""
-    return json.dumps([weights_digest(checkpoint.folder), zeta, args.draws, args.seed, args.noise, args.split,
+    return json.dumps([checkpoint.weights, zeta, args.draws, args.seed, args.noise, args.split,
                        args.max_samples, args.data_dir])
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..data.common import Split, fixed_subset
-from ..io import atomic_save_json, atomic_write_bytes, markdown_table, write_csv
+from ..io import atomic_save_json, atomic_write_bytes, markdown_table, weights_digest, write_csv
 from ..cli import nonnegative_int, positive_int
 from ..tasks import TASKS, check_one_task, load_trained_model
 
@@ -23,6 +23,7 @@ class Checkpoint:
     meta: dict      # meta.json: task, method, seed, settings, test_acc, …
     model: object   # the Module, in eval mode, holding the trained Θ
     split: Split    # the evaluation split (a fixed subset of --max-samples samples, if given)
+    weights: str    # the SHA-256 of its model.npz (io.weights_digest), read once: what saved cells are keyed by
 
 
 def load_checkpoints(args):
@@ -41,7 +42,7 @@ def load_checkpoints(args):
         if key not in datasets:
             datasets[key] = TASKS[key[0]].load_data(args.data_dir, key[1])
         split = fixed_subset(getattr(datasets[key], args.split), args.max_samples)
-        checkpoints.append(Checkpoint(label, folder, meta, model, split))
+        checkpoints.append(Checkpoint(label, folder, meta, model, split, weights_digest(folder)))
     return checkpoints
 
 

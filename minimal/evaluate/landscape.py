@@ -8,7 +8,7 @@ import numpy as np
 
 from .. import plots
 from ..cli import positive_float, positive_int
-from ..io import format_table, weights_digest, write_csv
+from ..io import format_table, write_csv
 from ..robust.landscape import landscape_slope, loss_along, random_direction
 from .cells import CellStore
 from .common import FORWARD_BATCH, add_common_options, checkpoint_record, generator, load_checkpoints, write_outputs
@@ -40,19 +40,23 @@ def landscape_trials(checkpoint, alphas, args, store):
     CellStore is taken from there."""
     rows = []
     for repeat in range(args.repeats):
-        direction = random_direction(checkpoint.model, args.zeta, generator(args.seed, repeat))
-        rows.append(store.value(
-            landscape_cell_key(checkpoint, repeat, args),
-            lambda: loss_along(checkpoint.model, checkpoint.split, direction, alphas, args.batch_size,
-                               desc=f"{checkpoint.label}, direction {repeat + 1}/{args.repeats}").tolist()))
+        rows.append(store.value(landscape_cell_key(checkpoint, repeat, args),
+                                lambda: landscape_curve(checkpoint, alphas, args, repeat)))
     return np.array(rows)
+
+
+def landscape_curve(checkpoint, alphas, args, repeat):
+    """The losses along random direction number `repeat` (its own generator), as a list."""
+    direction = random_direction(checkpoint.model, args.zeta, generator(args.seed, repeat))
+    return loss_along(checkpoint.model, checkpoint.split, direction, alphas, args.batch_size,
+                      desc=f"{checkpoint.label}, direction {repeat + 1}/{args.repeats}").tolist()
 
 
 def landscape_cell_key(checkpoint, repeat, args):
     """What one curve depends on, as a string: the checkpoint's weights (their digest), the direction's number
     and size, the α grid, the data, and --batch-size (the logits of another batching may differ in the last bit,
     and a loss, unlike an accuracy, shows it)."""
-    return json.dumps([weights_digest(checkpoint.folder), repeat, args.seed, args.zeta, args.alpha_max,
+    return json.dumps([checkpoint.weights, repeat, args.seed, args.zeta, args.alpha_max,
                        args.num_alphas, args.split, args.max_samples, args.data_dir, args.batch_size])
 
 
