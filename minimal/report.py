@@ -68,6 +68,10 @@ def evaluation_block(root, evaluation, command, figures_folder, report_folder):
     timing = f"wall time {format_seconds(wall)}"
     if "cell_seconds" in record:     # mismatch keeps finished cells: some may have been computed by earlier runs
         timing += f"; the times of its cells, one process each, add up to {format_seconds(record['cell_seconds'])}"
+    computed = record.get("cells_computed_here")       # attack, landscape: cells kept from earlier runs cost nothing
+    if computed is not None and computed < record["cells"]:
+        timing += (f"; this run computed {computed} of its {record['cells']} cells, the others were kept from "
+                   f"earlier runs")
     figure = f" ({record['figure']})" if record.get("figure") else ""
     lines = [f"#### {name}: `{subcommand}`{figure}", "",
              f"`{shlex.join(command)}` — {timing}", "", table, ""]

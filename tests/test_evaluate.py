@@ -367,6 +367,8 @@ def test_cli_attack_computes_each_cell_once(checkpoints, tmp_path, monkeypatch, 
     assert evaluate.main(common + ["--zetas", "0", "0.3", "0.5", "--out", str(out)]) == 0
     assert "4 of 6 cells already computed" in capsys.readouterr().out
     assert computed[4:] == [("pga-ce", 0.5), ("random", 0.5)]
+    record = read_json(out / "attack.json")
+    assert (record["cells"], record["cells_computed_here"]) == (6, 2)      # what the report's wall time covers
     assert all(attack_means(out)[cell] == mean for cell, mean in first.items())
     assert evaluate.main(common + ["--zetas", "0.5", "--out", str(tmp_path / "alone")]) == 0
     assert attack_means(tmp_path / "alone") == {cell: mean for cell, mean in attack_means(out).items()
@@ -420,6 +422,8 @@ def test_cli_landscape_computes_each_curve_once(checkpoints, tmp_path, monkeypat
     assert "2 of 3 cells already computed" in capsys.readouterr().out
     assert computed == ["standard seed 0, direction 1/2", "standard seed 0, direction 2/2",
                         "standard seed 0, direction 3/3"]
+    record = read_json(out / "landscape.json")
+    assert (record["cells"], record["cells_computed_here"]) == (3, 1)
     assert evaluate.main(common + ["--repeats", "3", "--out", str(tmp_path / "fresh")]) == 0
     losses = [read_json(folder / "landscape.json")["checkpoints"][0]["losses"] for folder in (out, tmp_path / "fresh")]
     assert losses[0] == losses[1]

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from minimal import run_folder, sweep
+from minimal import report, run_folder, sweep
 
 
 def parse(*argv):
@@ -146,6 +146,23 @@ def test_report_section_is_generated_from_the_runs_and_replaced_on_rerun(tmp_pat
     assert (tmp_path / "docs" / "figures" / "runs-mismatch.png").read_bytes() == b"\x89PNG fake"
     assert sweep.main(argv) == 0
     assert report.read_text() == text      # regenerated in place, not appended twice
+
+
+def test_report_says_when_a_wall_time_covers_only_some_cells(tmp_path):
+    """An attack that kept 219 of its 240 cells from an earlier run took 4 min for the other 21, not for all."""
+    folder = tmp_path / "attack"
+    folder.mkdir()
+    (folder / "attack.csv").write_text("checkpoint,attack,ζ = 0.1\nstandard seed 0,pga-ce,20.10\n")
+    (folder / "wall_seconds.json").write_text(json.dumps({"seconds": 237.9}))
+    (folder / "attack.json").write_text(json.dumps({"cells": 240, "cells_computed_here": 21}))
+    lines = report.evaluation_block(str(tmp_path), ("attack", ["attack"]), ["python"], str(tmp_path / "figures"),
+                                    str(tmp_path))
+    assert "wall time 4.0 min; this run computed 21 of its 240 cells, the others were kept from earlier runs" \
+        in "\n".join(lines)
+    (folder / "attack.json").write_text(json.dumps({"cells": 240, "cells_computed_here": 240}))
+    lines = report.evaluation_block(str(tmp_path), ("attack", ["attack"]), ["python"], str(tmp_path / "figures"),
+                                    str(tmp_path))
+    assert any(line.endswith("— wall time 4.0 min") for line in lines)        # every cell computed by this run
 
 
 def test_an_evaluation_runs_again_when_its_arguments_or_weights_change(tmp_path, monkeypatch):

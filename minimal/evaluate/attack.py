@@ -75,8 +75,9 @@ def interrupted_message(args):
 def run(args):
     checkpoints = load_checkpoints(args)
     store = CellStore(os.path.join(args.out, "attack_cells.json"))
-    store.report_finished([attack_cell_key(checkpoint, attack, args.zetas[k], repeat, args)
-                           for checkpoint in checkpoints for attack, k, repeat in attack_cells(args)])
+    keys = [attack_cell_key(checkpoint, attack, args.zetas[k], repeat, args)
+            for checkpoint in checkpoints for attack, k, repeat in attack_cells(args)]
+    store.report_finished(keys)
     sweeps = {checkpoint.label: attack_sweep(checkpoint, args, store) for checkpoint in checkpoints}
     rows = [["checkpoint", "attack"] + [f"ζ = {zeta:g}" for zeta in args.zetas]]
     rows += [[label, attack] + [f"{100 * mean:.2f}" for mean in accuracies.mean(axis=1)]
@@ -96,7 +97,7 @@ def run(args):
         "figure": "Fig. 3, S3, S5c" if args.figure == "by-attack" else "Fig. S5c/d, S8",
         "split": args.split, "seed": args.seed, "zetas": args.zetas,
         "attack_batch_size": args.batch_size, "attack_steps": args.attack_steps, "epsilon": args.epsilon,
-        "repeats": args.repeats, "checkpoints": results})
+        "repeats": args.repeats, **store.record(keys), "checkpoints": results})
     curves = {label: {ATTACKS[attack]: accuracies.mean(axis=1) for attack, accuracies in sweep.items()}
               for label, sweep in sweeps.items()}
     subtitle = f"Θ* per minibatch of {minibatch} of {samples} {args.split} samples, {args.repeats} repeat(s)"

@@ -21,11 +21,12 @@ from .common import generator
 
 class CellStore:
     """The finished cells of one evaluation (key -> JSON value), kept in a file that is rewritten atomically after
-    every new cell."""
+    every new cell. computed_here counts the cells this process computed (the rest came from earlier runs)."""
 
     def __init__(self, path):
         self.path = path
         self.cells = load_finished_cells(path)
+        self.computed_here = 0
 
     def __contains__(self, key):
         return key in self.cells
@@ -38,7 +39,13 @@ class CellStore:
 
     def add(self, key, value):
         self.cells[key] = value
+        self.computed_here += 1
         atomic_save_json(self.path, self.cells)
+
+    def record(self, keys):
+        """For the evaluation's JSON record: how many cells it has, and how many of them this run computed (the
+        report's wall time covers only those)."""
+        return {"cells": len(keys), "cells_computed_here": self.computed_here}
 
     def value(self, key, compute):
         """The stored value of the cell `key`, or compute() (stored at once)."""

@@ -69,8 +69,9 @@ def run(args):
     checkpoints = load_checkpoints(args)
     alphas = np.linspace(-args.alpha_max, args.alpha_max, args.num_alphas)
     store = CellStore(os.path.join(args.out, "landscape_cells.json"))
-    store.report_finished([landscape_cell_key(checkpoint, repeat, args)
-                           for checkpoint in checkpoints for repeat in range(args.repeats)])
+    keys = [landscape_cell_key(checkpoint, repeat, args)
+            for checkpoint in checkpoints for repeat in range(args.repeats)]
+    store.report_finished(keys)
     losses = {checkpoint.label: landscape_trials(checkpoint, alphas, args, store) for checkpoint in checkpoints}
     slopes = {label: [landscape_slope(alphas, trial) for trial in trials] for label, trials in losses.items()}
     print(f"Table S1: mean |ΔL|/Δα of the {args.split} loss along {args.repeats} directions "
@@ -90,7 +91,8 @@ def run(args):
                 "slope_std": float(np.std(slopes[checkpoint.label]))} for checkpoint in checkpoints]
     write_outputs(args.out, "landscape", rows,
                   record={"figure": LANDSCAPE_FIGURES[args.split], "split": args.split, "seed": args.seed,
-                          "zeta": args.zeta, "alphas": alphas.tolist(), "checkpoints": results})
+                          "zeta": args.zeta, "alphas": alphas.tolist(), **store.record(keys),
+                          "checkpoints": results})
     samples = min(len(checkpoint.split) for checkpoint in checkpoints)
     plots.plot_landscape(alphas, losses, os.path.join(args.out, "landscape.png"),
                          subtitle=f"{args.repeats} directions v = |Θ|·{args.zeta:g}·N(0, 1), {samples} "
